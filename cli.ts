@@ -1,0 +1,487 @@
+/**
+ * The `ftv` command line: parses arguments, runs a command, and maps every
+ * failure to a one-line message and an exit code (0 verified, 1 transfer
+ * failed, 2 usage error).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import {
+  DEFAULT_MAX_RETRIES,
+  FtvClient,
+  type TransferResult,
+} from "./client.ts";
+import { ConnectionError, RemoteError } from "./connection.ts";
+import { runDemo } from "./demo.ts";
+import { Logger, type LogLevel } from "./log.ts";
+import { ProtocolError } from "./protocol.ts";
+import { serveUntilSignal } from "./server.ts";
+import { TransferError } from "./transfer.ts";
+import { VERSION } from "./version.ts";
+
+/** Exit codes. */
+export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+/** A mistake in the command line: exit code 2. */
+export class UsageError extends Error {
+  /** Builds the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+const CONNECT_HELP = `  --host HOST          server host (default: localhost)
+  --port PORT          server port (default: 9999)
+  --timeout SECONDS    give up on a silent server after this long (default: 30)
+  --quiet              print warnings and errors only
+  --json               print one JSON result object on stdout`;
+
+const USAGE: Record<string, string> = {
+  main: `ftv ${VERSION}: file transfer with end-to-end verification
+
+Usage: ftv <command> [options]
+
+Commands:
+  server     store received files and serve them back
+  client     the round trip: upload a file, download the server's copy, verify
+  send       upload files to a server
+  get        download a stored file
+  list       list stored files with size and SHA-256
+  demo       run the self-contained demonstration
+
+Run 'ftv <command> --help' for a command's options.
+Exit codes: 0 verified, 1 transfer failed, 2 usage error.`,
+  server: `Usage: ftv server [options]
+
+  --host HOST          address to bind (default: localhost)
+  --port PORT          port to bind, 0 for any free port (default: 9999)
+  --dir DIR            folder for stored files (default: ./ftv-data)
+  --chunk-size BYTES   chunk size for files sent (default: 1048576)
+  --simulate-errors    lose, corrupt and reorder outgoing chunks
+  --error-rate P       probability of a lost or corrupted chunk (default: 0.1)
+  --seed N             seed for the error simulation
+  --quiet              print warnings and errors only`,
+  client: `Usage: ftv client --file PATH [options]
+
+Uploads PATH, then downloads the server's chunked copy, verifying every chunk
+and the whole file, and asks again for missing or damaged chunks.
+
+  --file PATH          file to round-trip (required)
+  --out PATH           where to write the copy (default: received_<name>)
+  --max-retries N      repair rounds before giving up (default: ${DEFAULT_MAX_RETRIES})
+${CONNECT_HELP}`,
+  send: `Usage: ftv send PATH [options]
+
+  --as NAME            store under this name (default: the file's name)
+  --max-retries N      repair rounds before giving up (default: ${DEFAULT_MAX_RETRIES})
+${CONNECT_HELP}`,
+  get: `Usage: ftv get NAME [options]
+
+  --out PATH           where to write the file (default: NAME)
+  --max-retries N      repair rounds before giving up (default: ${DEFAULT_MAX_RETRIES})
+  --expect-sha256 HEX  refuse the file unless it has this digest
+${CONNECT_HELP}`,
+  list: `Usage: ftv list [options]
+
+${CONNECT_HELP}`,
+  demo: `Usage: ftv demo [options]
+
+Creates a random file, starts a server in the background, round-trips the
+file through it and prints the result.
+
+  --test-file-size KB  size of the random test file (default: 10)
+  --simulate-errors    lose, corrupt and reorder chunks on the way back
+  --error-rate P       probability of a lost or corrupted chunk (default: 0.1)
+  --chunk-size BYTES   chunk size (default: 1024, small so chunks show)
+  --max-retries N      repair rounds before giving up (default: ${DEFAULT_MAX_RETRIES})
+  --mode MODE          demo, server or client (default: demo)
+  --file PATH          file for --mode client (default: a random one)
+  --host HOST          server host for --mode server|client (default: localhost)
+  --port PORT          server port for --mode server|client (default: 9999)
+  --seed N             seed for the error simulation
+  --quiet              print warnings and errors only`,
+};
+
+type OptionSpec = Record<string, { type: "string" | "boolean" }>;
+
+const CONNECT_OPTIONS: OptionSpec = {
+  host: { type: "string" },
+  port: { type: "string" },
+  timeout: { type: "string" },
+  quiet: { type: "boolean" },
+  json: { type: "boolean" },
+  help: { type: "boolean" },
+};
+
+const OPTIONS: Record<string, OptionSpec> = {
+  server: {
+    host: { type: "string" },
+    port: { type: "string" },
+    dir: { type: "string" },
+    "chunk-size": { type: "string" },
+    "simulate-errors": { type: "boolean" },
+    "error-rate": { type: "string" },
+    seed: { type: "string" },
+    quiet: { type: "boolean" },
+    help: { type: "boolean" },
+  },
+  client: {
+    ...CONNECT_OPTIONS,
+    file: { type: "string" },
+    out: { type: "string" },
+    "max-retries": { type: "string" },
+  },
+  send: {
+    ...CONNECT_OPTIONS,
+    as: { type: "string" },
+    "max-retries": { type: "string" },
+  },
+  get: {
+    ...CONNECT_OPTIONS,
+    out: { type: "string" },
+    "max-retries": { type: "string" },
+    "expect-sha256": { type: "string" },
+  },
+  list: CONNECT_OPTIONS,
+  demo: {
+    "test-file-size": { type: "string" },
+    "simulate-errors": { type: "boolean" },
+    "error-rate": { type: "string" },
+    "chunk-size": { type: "string" },
+    "max-retries": { type: "string" },
+    mode: { type: "string" },
+    file: { type: "string" },
+    host: { type: "string" },
+    port: { type: "string" },
+    seed: { type: "string" },
+    quiet: { type: "boolean" },
+    help: { type: "boolean" },
+  },
+};
+
+type Values = Record<string, string | boolean | undefined>;
+
+/** Where a command writes its result and messages; tests capture them. */
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+const encoder = new TextEncoder();
+
+/** Standard output and standard error. */
+export const STDIO: Io = {
+  out: (text) => Deno.stdout.writeSync(encoder.encode(text + "\n")),
+  err: (text) => Deno.stderr.writeSync(encoder.encode(text + "\n")),
+};
+
+/**
+ * Runs the CLI with `args` (without the program name) and resolves to the
+ * exit code.
+ */
+export async function main(args: string[], io: Io = STDIO): Promise<number> {
+  const [command, ...rest] = args;
+  try {
+    if (
+      command === undefined || command === "help" || command === "--help" ||
+      command === "-h"
+    ) {
+      io.out(USAGE.main!);
+      return command === undefined ? EXIT.usage : EXIT.ok;
+    }
+    if (command === "--version") {
+      io.out(`ftv ${VERSION}`);
+      return EXIT.ok;
+    }
+    const spec = OPTIONS[command];
+    if (!spec) throw new UsageError(`unknown command "${command}"`);
+    const { values, positionals } = parse(rest, spec);
+    if (values.help) {
+      io.out(USAGE[command]!);
+      return EXIT.ok;
+    }
+    return await run(command, values, positionals, io);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      const hint = command && OPTIONS[command] ? ` ${command}` : "";
+      io.err(`ftv: ${error.message} (see 'ftv${hint} --help')`);
+      return EXIT.usage;
+    }
+    io.err(`ftv: ${describe(error)}`);
+    return EXIT.failed;
+  }
+}
+
+function parse(args: string[], spec: OptionSpec) {
+  try {
+    return parseArgs({
+      args,
+      options: spec,
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message.split("\n")[0]!);
+  }
+}
+
+/** One line saying why a command failed, without a stack trace. */
+function describe(error: unknown): string {
+  if (
+    error instanceof TransferError || error instanceof ConnectionError ||
+    error instanceof RemoteError || error instanceof ProtocolError
+  ) {
+    return error.message;
+  }
+  if (error instanceof Deno.errors.NotFound) {
+    return `Cannot open file: ${(error as Error).message}`;
+  }
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
+
+async function run(
+  command: string,
+  values: Values,
+  positionals: string[],
+  io: Io,
+): Promise<number> {
+  const level: LogLevel = values.quiet ? "WARNING" : "INFO";
+  switch (command) {
+    case "server":
+      noPositionals(positionals);
+      return await runServer(values, level);
+    case "demo":
+      noPositionals(positionals);
+      return await runDemo({
+        testFileSizeKb: integer(
+          values,
+          "test-file-size",
+          10,
+          0,
+          16 * 1024 * 1024,
+        ),
+        simulateErrors: values["simulate-errors"] === true,
+        errorRate: rate(values, "error-rate", 0.1),
+        chunkSize: integer(values, "chunk-size", 1024, 512, 16 * 1024 * 1024),
+        maxRetries: integer(
+          values,
+          "max-retries",
+          DEFAULT_MAX_RETRIES,
+          0,
+          1000,
+        ),
+        mode: demoMode(values.mode),
+        ...optional("file", values.file as string | undefined),
+        host: stringValue(values, "host", "localhost"),
+        port: integer(values, "port", 9999, 0, 65535),
+        ...optional("seed", optionalInteger(values, "seed")),
+        level,
+      }, io);
+  }
+  const connect = {
+    host: stringValue(values, "host", "localhost"),
+    port: integer(values, "port", 9999, 1, 65535),
+    timeoutMs: integer(values, "timeout", 30, 1, 86400) * 1000,
+    log: new Logger("FileTransferClient", { level }),
+  };
+  const maxRetries = integer(
+    values,
+    "max-retries",
+    DEFAULT_MAX_RETRIES,
+    0,
+    1000,
+  );
+  switch (command) {
+    case "client": {
+      noPositionals(positionals);
+      const file = values.file;
+      if (typeof file !== "string") throw new UsageError("missing --file PATH");
+      await mustBeFile(file);
+      using client = await FtvClient.connect(connect);
+      const result = await client.roundTrip(file, {
+        maxRetries,
+        ...optional("out", values.out as string | undefined),
+      });
+      report(result, values, io, connect.log);
+      return EXIT.ok;
+    }
+    case "send": {
+      if (positionals.length !== 1) throw new UsageError("send takes one PATH");
+      const path = positionals[0]!;
+      await mustBeFile(path);
+      using client = await FtvClient.connect(connect);
+      const result = await client.send(path, {
+        maxRetries,
+        ...optional("as", values.as as string | undefined),
+      });
+      report(result, values, io, connect.log);
+      return EXIT.ok;
+    }
+    case "get": {
+      if (positionals.length !== 1) throw new UsageError("get takes one NAME");
+      const expected = values["expect-sha256"] as string | undefined;
+      if (expected !== undefined && !/^[0-9a-fA-F]{64}$/.test(expected)) {
+        throw new UsageError("--expect-sha256 needs 64 hex digits");
+      }
+      using client = await FtvClient.connect(connect);
+      const result = await client.get(positionals[0]!, {
+        maxRetries,
+        ...optional("out", values.out as string | undefined),
+        ...optional("expectSha256", expected?.toLowerCase()),
+      });
+      report(result, values, io, connect.log);
+      return EXIT.ok;
+    }
+    case "list": {
+      noPositionals(positionals);
+      using client = await FtvClient.connect(connect);
+      const files = await client.list();
+      if (values.json) {
+        io.out(JSON.stringify({ files }));
+      } else {
+        for (const file of files) {
+          io.out(
+            `${file.sha256}  ${String(file.size).padStart(12)}  ${file.name}`,
+          );
+        }
+      }
+      return EXIT.ok;
+    }
+  }
+  throw new UsageError(`unknown command "${command}"`);
+}
+
+async function runServer(values: Values, level: LogLevel): Promise<number> {
+  await serveUntilSignal({
+    host: stringValue(values, "host", "localhost"),
+    port: integer(values, "port", 9999, 0, 65535),
+    dir: stringValue(values, "dir", "./ftv-data"),
+    chunkSize: integer(
+      values,
+      "chunk-size",
+      1024 * 1024,
+      512,
+      16 * 1024 * 1024,
+    ),
+    simulateErrors: values["simulate-errors"] === true,
+    errorRate: rate(values, "error-rate", 0.1),
+    ...optional("seed", optionalInteger(values, "seed")),
+    log: new Logger("FileTransferServer", { level }),
+  });
+  return EXIT.ok;
+}
+
+function report(
+  result: TransferResult,
+  values: Values,
+  io: Io,
+  log: Logger,
+): void {
+  if (values.json) {
+    io.out(JSON.stringify({
+      name: result.name,
+      path: result.path,
+      sha256: result.sha256,
+      bytes: result.bytes,
+      chunks: result.chunks,
+      retransmittedChunks: result.retransmittedChunks,
+      attempts: result.attempts,
+      resumedChunks: result.resumedChunks,
+      resumedBytes: result.resumedBytes,
+      seconds: result.seconds,
+    }));
+    return;
+  }
+  log.info(
+    `Transfer Successful! Time taken: ${result.seconds.toFixed(2)} seconds`,
+  );
+  io.out(`${result.sha256}  ${result.path}`);
+}
+
+async function mustBeFile(path: string): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new UsageError(`cannot read "${path}": no such file`);
+    }
+    if (error instanceof Deno.errors.PermissionDenied) {
+      throw new UsageError(`cannot read "${path}": permission denied`);
+    }
+    throw error;
+  }
+  if (!info.isFile) throw new UsageError(`cannot send "${path}": not a file`);
+}
+
+function noPositionals(positionals: string[]): void {
+  if (positionals.length > 0) {
+    throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  }
+}
+
+function stringValue(values: Values, name: string, fallback: string): string {
+  const value = values[name];
+  if (value === undefined) return fallback;
+  if (typeof value !== "string" || value === "") {
+    throw new UsageError(`--${name} needs a value`);
+  }
+  return value;
+}
+
+function optionalInteger(values: Values, name: string): number | undefined {
+  return values[name] === undefined
+    ? undefined
+    : integer(values, name, 0, 0, 2 ** 32 - 1);
+}
+
+function integer(
+  values: Values,
+  name: string,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (
+    typeof raw !== "string" || !/^\d+$/.test(raw) || value < min || value > max
+  ) {
+    throw new UsageError(
+      `--${name} must be a whole number from ${min} to ${max}, got "${raw}"`,
+    );
+  }
+  return value;
+}
+
+function rate(values: Values, name: string, fallback: number): number {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (
+    typeof raw !== "string" || raw.trim() === "" || !(value >= 0 && value <= 1)
+  ) {
+    throw new UsageError(
+      `--${name} must be a number from 0 to 1, got "${raw}"`,
+    );
+  }
+  return value;
+}
+
+function demoMode(raw: unknown): "demo" | "server" | "client" {
+  if (raw === undefined) return "demo";
+  if (raw === "demo" || raw === "server" || raw === "client") return raw;
+  throw new UsageError(`--mode must be demo, server or client, got "${raw}"`);
+}
+
+/** `{ [key]: value }`, or nothing when the value is undefined. */
+function optional<K extends string, V>(
+  key: K,
+  value: V | undefined,
+): { [P in K]?: V } {
+  return value === undefined ? {} : { [key]: value } as { [P in K]: V };
+}

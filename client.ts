@@ -1,0 +1,288 @@
+/**
+ * The ftv client: connects, says hello, and uploads (`send`), downloads
+ * (`get`), lists, or does the seed's round trip (upload, then download the
+ * server's chunked copy and verify it).
+ *
+ * @module
+ */
+
+import { ChunkBitmap } from "./bitmap.ts";
+import { chunkCount, ChunkStore } from "./chunk_store.ts";
+import { ConnectionError, FramedConnection } from "./connection.ts";
+import { Logger } from "./log.ts";
+import {
+  DEFAULT_CHUNK_SIZE,
+  type FileEntry,
+  MAX_CHUNK_BYTES,
+  MAX_CHUNKS_PER_FILE,
+  MIN_CHUNK_BYTES,
+  PROTOCOL_VERSION,
+  ProtocolError,
+} from "./protocol.ts";
+import {
+  receiveChunks,
+  sendChunks,
+  type TransferStats,
+} from "./transfer.ts";
+import { AGENT } from "./version.ts";
+
+/** Options for {@linkcode FtvClient.connect}. */
+export interface ConnectOptions {
+  /** Server host. @default "localhost" */
+  host?: string;
+  /** Server port. @default 9999 */
+  port?: number;
+  /** Milliseconds to wait for the connection and for each reply. @default 30000 */
+  timeoutMs?: number;
+  /** Logger; its level decides what is printed. */
+  log?: Logger;
+}
+
+/** Options for {@linkcode FtvClient.send}. */
+export interface SendOptions {
+  /** Name to store the file under. @default the file's base name */
+  as?: string;
+  /** Repair rounds before giving up. @default 3 */
+  maxRetries?: number;
+}
+
+/** Options for {@linkcode FtvClient.get}. */
+export interface GetOptions {
+  /** Where to write the file. @default the name, in the current folder */
+  out?: string;
+  /** Repair rounds before giving up. @default 3 */
+  maxRetries?: number;
+  /** Refuse to finalise unless the file has this SHA-256. */
+  expectSha256?: string;
+}
+
+/** What a finished transfer reports. */
+export interface TransferResult extends TransferStats {
+  name: string;
+  path: string;
+  seconds: number;
+}
+
+/** Default repair rounds, as in the seed. */
+export const DEFAULT_MAX_RETRIES = 3;
+
+/** A connection to an ftv server. */
+export class FtvClient implements Disposable {
+  readonly log: Logger;
+  /** Chunk size the server announced. */
+  readonly chunkSize: number;
+  #fc: FramedConnection;
+
+  private constructor(fc: FramedConnection, chunkSize: number, log: Logger) {
+    this.#fc = fc;
+    this.chunkSize = chunkSize;
+    this.log = log;
+  }
+
+  /**
+   * Connects and exchanges hellos.
+   *
+   * @example
+   * ```ts
+   * import { FtvClient } from "./client.ts";
+   * using client = await FtvClient.connect({ host: "127.0.0.1", port: 9999 });
+   * console.log(await client.list());
+   * ```
+   */
+  static async connect(options: ConnectOptions = {}): Promise<FtvClient> {
+    const host = options.host ?? "localhost";
+    const port = options.port ?? 9999;
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    const log = options.log ?? new Logger("FileTransferClient");
+    const conn = await connectWithTimeout(host, port, timeoutMs);
+    const fc = new FramedConnection(conn, { idleTimeoutMs: timeoutMs });
+    try {
+      await fc.send({ type: "hello", version: PROTOCOL_VERSION, agent: AGENT });
+      const hello = await fc.expect("hello");
+      const chunkSize = hello.chunkSize ?? DEFAULT_CHUNK_SIZE;
+      checkChunkSize(chunkSize);
+      log.info(`Connected to server at ${host}:${port}`);
+      return new FtvClient(fc, chunkSize, log);
+    } catch (error) {
+      fc.close();
+      throw error;
+    }
+  }
+
+  /** Uploads a file; resolves once the server has verified it. */
+  async send(path: string, options: SendOptions = {}): Promise<TransferResult> {
+    const started = performance.now();
+    using file = await Deno.open(path, { read: true });
+    const info = await file.stat();
+    if (!info.isFile) throw new TypeError(`Cannot send ${path}: not a file`);
+    const name = options.as ?? basename(path);
+    await this.#fc.send({
+      type: "put",
+      name,
+      size: info.size,
+      chunkSize: this.chunkSize,
+      mtimeMs: info.mtime?.getTime() ?? 0,
+      maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
+    });
+    const ready = await this.#fc.expect("ready");
+    const have = decodeBitmap(
+      ready.have,
+      chunkCount(info.size, this.chunkSize),
+    );
+    this.log.info(
+      `Uploading ${path} as ${name} (${info.size} bytes, ${have.size} chunks${
+        have.count ? `, ${have.count} already on the server` : ""
+      })`,
+    );
+    const stats = await sendChunks(this.#fc, file, {
+      transferId: ready.transferId,
+      size: info.size,
+      chunkSize: this.chunkSize,
+      have,
+      log: this.log,
+    });
+    this.log.info(`Server verified ${name}: ${stats.sha256}`);
+    return { ...stats, name, path, seconds: elapsed(started) };
+  }
+
+  /** Downloads a stored file, verifying every chunk and the whole file. */
+  async get(name: string, options: GetOptions = {}): Promise<TransferResult> {
+    const started = performance.now();
+    await this.#fc.send({ type: "get", name });
+    const offer = await this.#fc.expect("offer");
+    checkChunkSize(offer.chunkSize);
+    if (chunkCount(offer.size, offer.chunkSize) > MAX_CHUNKS_PER_FILE) {
+      throw new ProtocolError(
+        `Cannot receive ${name}: ${offer.size} bytes is too many chunks`,
+      );
+    }
+    const path = options.out ?? name;
+    const store = await ChunkStore.open(path, {
+      name: offer.name,
+      size: offer.size,
+      chunkSize: offer.chunkSize,
+      mtimeMs: offer.mtimeMs,
+      sha256: offer.sha256,
+    });
+    try {
+      this.log.info(`Original file checksum: ${offer.sha256}`);
+      this.log.info(`Expected chunks: ${store.count}`);
+      await this.#fc.send({
+        type: "ready",
+        transferId: offer.transferId,
+        have: store.have.toBase64(),
+      });
+      const stats = await receiveChunks(this.#fc, store, {
+        transferId: offer.transferId,
+        maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
+        ...(options.expectSha256 === undefined
+          ? {}
+          : { expectedSha256: options.expectSha256 }),
+        log: this.log,
+      });
+      this.log.info(`File saved to ${path}`);
+      return { ...stats, name, path, seconds: elapsed(started) };
+    } finally {
+      await store.suspend();
+    }
+  }
+
+  /** The server's stored files. */
+  async list(): Promise<FileEntry[]> {
+    await this.#fc.send({ type: "list" });
+    return (await this.#fc.expect("listing")).files;
+  }
+
+  /** The seed's round trip: upload `path`, then download and verify the server's copy. */
+  async roundTrip(
+    path: string,
+    options: SendOptions & GetOptions = {},
+  ): Promise<TransferResult> {
+    const started = performance.now();
+    const uploaded = await this.send(path, options);
+    this.log.info(`Server checksum: ${uploaded.sha256}`);
+    const out = options.out ?? `received_${uploaded.name}`;
+    const received = await this.get(uploaded.name, {
+      ...options,
+      out,
+      expectSha256: options.expectSha256 ?? uploaded.sha256,
+    });
+    return {
+      ...received,
+      retransmittedChunks: uploaded.retransmittedChunks +
+        received.retransmittedChunks,
+      seconds: elapsed(started),
+    };
+  }
+
+  /** Closes the connection. */
+  close(): void {
+    this.#fc.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+async function connectWithTimeout(
+  host: string,
+  port: number,
+  timeoutMs: number,
+): Promise<Deno.Conn> {
+  const attempt = Deno.connect({ hostname: host, port });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new ConnectionError(
+            `Cannot connect to ${host}:${port}: no answer within ${timeoutMs} ms`,
+          ),
+        ),
+      timeoutMs,
+    );
+  });
+  try {
+    return await Promise.race([attempt, timeout]);
+  } catch (error) {
+    attempt.then((conn) => conn.close(), () => undefined);
+    if (error instanceof ConnectionError) throw error;
+    const reason = error instanceof Deno.errors.ConnectionRefused
+      ? "connection refused (is the server running?)"
+      : (error as Error).message;
+    throw new ConnectionError(`Cannot connect to ${host}:${port}: ${reason}`, {
+      cause: error,
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function checkChunkSize(chunkSize: number): void {
+  if (chunkSize < MIN_CHUNK_BYTES || chunkSize > MAX_CHUNK_BYTES) {
+    throw new ProtocolError(
+      `Cannot use chunk size ${chunkSize}: outside ${MIN_CHUNK_BYTES}..${MAX_CHUNK_BYTES}`,
+    );
+  }
+}
+
+function decodeBitmap(encoded: string, count: number): ChunkBitmap {
+  try {
+    return ChunkBitmap.fromBase64(encoded, count);
+  } catch (cause) {
+    throw new ProtocolError("Cannot resume: malformed chunk bitmap", { cause });
+  }
+}
+
+/** The last component of a path. */
+export function basename(path: string): string {
+  const trimmed = path.replace(/[/\\]+$/, "");
+  return trimmed.slice(
+    Math.max(trimmed.lastIndexOf("/"), trimmed.lastIndexOf("\\")) + 1,
+  );
+}
+
+function elapsed(started: number): number {
+  return Math.round(performance.now() - started) / 1000;
+}

@@ -1,0 +1,198 @@
+/**
+ * A framed ftv connection over a `Deno.Conn`: reads frames with an idle
+ * timeout, writes whole frames, and turns socket failures into one error
+ * type that says what happened.
+ *
+ * @module
+ */
+
+import {
+  type ControlMessage,
+  type ControlOf,
+  type ControlType,
+  encodeControl,
+  ERROR_CODE,
+  type ErrorCode,
+  type Frame,
+  FrameReader,
+  ProtocolError,
+} from "./protocol.ts";
+
+/** The peer sent an `error` frame. */
+export class RemoteError extends Error {
+  /** The peer's error code. */
+  readonly code: ErrorCode;
+  /** Builds the error from the peer's code and message. */
+  constructor(code: ErrorCode, message: string) {
+    super(message);
+    this.name = "RemoteError";
+    this.code = code;
+  }
+}
+
+/** The connection broke, timed out or was closed while in use. */
+export class ConnectionError extends Error {
+  /** Builds the error; `cause` is passed through. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ConnectionError";
+  }
+}
+
+/** Options for {@linkcode FramedConnection}. */
+export interface FramedConnectionOptions {
+  /** Milliseconds a read may wait for the peer; 0 waits forever. @default 0 */
+  idleTimeoutMs?: number;
+}
+
+/** Frames over one socket. */
+export class FramedConnection {
+  readonly conn: Deno.Conn;
+  #reader: FrameReader;
+  #idleTimeoutMs: number;
+  #closed = false;
+
+  /** Wraps an open connection. */
+  constructor(conn: Deno.Conn, options: FramedConnectionOptions = {}) {
+    this.conn = conn;
+    this.#reader = new FrameReader(conn);
+    this.#idleTimeoutMs = options.idleTimeoutMs ?? 0;
+  }
+
+  /** The peer's address as `host:port`. */
+  get peer(): string {
+    const addr = this.conn.remoteAddr as Deno.NetAddr;
+    return `${addr.hostname}:${addr.port}`;
+  }
+
+  /** Next frame, or `null` when the peer closed cleanly between frames. */
+  async next(): Promise<Frame | null> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timedOut = false;
+    if (this.#idleTimeoutMs > 0) {
+      timer = setTimeout(() => {
+        timedOut = true;
+        this.close();
+      }, this.#idleTimeoutMs);
+    }
+    try {
+      return await this.#reader.next();
+    } catch (error) {
+      if (timedOut) {
+        throw new ConnectionError(
+          `Cannot read from ${this.peer}: no data for ${this.#idleTimeoutMs} ms`,
+        );
+      }
+      throw translate(error, `read from ${this.#peerSafe()}`);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Next control message; data frames arriving here are a protocol error. */
+  async nextControl(): Promise<ControlMessage> {
+    const frame = await this.next();
+    if (frame === null) {
+      throw new ConnectionError(
+        `Cannot read from ${this.#peerSafe()}: connection closed by peer`,
+      );
+    }
+    if (frame.kind !== "control") {
+      throw new ProtocolError(
+        "Cannot continue: expected a control message, got a data frame",
+      );
+    }
+    return frame.message;
+  }
+
+  /** Next control message of `type`; an `error` message is thrown as {@linkcode RemoteError}. */
+  async expect<T extends ControlType>(type: T): Promise<ControlOf<T>> {
+    const message = await this.nextControl();
+    if (message.type === type) return message as ControlOf<T>;
+    if (message.type === "error") {
+      throw new RemoteError(message.code, message.message);
+    }
+    throw new ProtocolError(
+      `Cannot continue: expected "${type}", got "${message.type}"`,
+    );
+  }
+
+  /** Writes a whole frame. */
+  async write(frame: Uint8Array): Promise<void> {
+    try {
+      let written = 0;
+      while (written < frame.length) {
+        written += await this.conn.write(frame.subarray(written));
+      }
+    } catch (error) {
+      throw translate(error, `write to ${this.#peerSafe()}`);
+    }
+  }
+
+  /** Writes one control message. */
+  send(message: ControlMessage): Promise<void> {
+    return this.write(encodeControl(message));
+  }
+
+  /** Sends an `error` frame, ignoring a peer that is already gone. */
+  async sendError(code: ErrorCode, message: string): Promise<void> {
+    try {
+      await this.send({ type: "error", code, message });
+    } catch {
+      // The peer left; there is nobody to tell.
+    }
+  }
+
+  /** Closes the socket once; later calls do nothing. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.conn.close();
+    } catch {
+      // Already closed by the runtime.
+    }
+  }
+
+  /** Closes the connection (for `using`). */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #peerSafe(): string {
+    try {
+      return this.peer;
+    } catch {
+      return "peer";
+    }
+  }
+}
+
+/** Turns runtime socket errors into {@linkcode ConnectionError}; protocol errors pass through. */
+export function translate(error: unknown, action: string): Error {
+  if (error instanceof ProtocolError || error instanceof ConnectionError) {
+    return error;
+  }
+  if (
+    error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted ||
+    error instanceof Deno.errors.UnexpectedEof ||
+    error instanceof Deno.errors.NotConnected
+  ) {
+    return new ConnectionError(
+      `Cannot ${action}: connection lost (${error.name})`,
+      { cause: error },
+    );
+  }
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/** The code an error should carry in an `error` frame. */
+export function errorCodeOf(error: unknown): ErrorCode {
+  if (error instanceof RemoteError) return error.code;
+  if (error instanceof ProtocolError) return ERROR_CODE.protocol;
+  return ERROR_CODE.internal;
+}

@@ -1,0 +1,66 @@
+/**
+ * The seed's error simulation on the sending side: chunks are shuffled
+ * (out-of-order delivery), skipped (packet loss) or bit-flipped (corruption)
+ * with a given probability, reproducibly with a seed.
+ *
+ * @module
+ */
+
+import type { Logger } from "./log.ts";
+import { Rng } from "./rng.ts";
+
+/** What happens to one chunk on its way out. */
+export type ChunkFate = "deliver" | "lose" | "corrupt";
+
+/** Options for {@linkcode ErrorSimulator}. */
+export interface ErrorSimulatorOptions {
+  /** Probability that a chunk is lost or corrupted, split evenly. @default 0.1 */
+  errorRate?: number;
+  /** Seed for reproducible runs. */
+  seed?: number;
+  /** Where "Simulating ..." lines go. */
+  log?: Logger;
+}
+
+/** Decides the fate of chunks as they are sent. */
+export class ErrorSimulator {
+  readonly errorRate: number;
+  #rng: Rng;
+  #log: Logger | undefined;
+
+  /** Creates a simulator. */
+  constructor(options: ErrorSimulatorOptions = {}) {
+    const rate = options.errorRate ?? 0.1;
+    if (!(rate >= 0 && rate <= 1)) {
+      throw new RangeError(
+        `Cannot simulate errors: rate ${rate} is not in 0..1`,
+      );
+    }
+    this.errorRate = rate;
+    this.#rng = new Rng(options.seed);
+    this.#log = options.log;
+  }
+
+  /** Shuffles the order chunks are sent in. */
+  order(seqs: number[]): number[] {
+    return this.#rng.shuffle([...seqs]);
+  }
+
+  /** Draws the fate of chunk `seq` and logs any damage. */
+  fate(seq: number): ChunkFate {
+    const draw = this.#rng.next();
+    if (draw >= this.errorRate) return "deliver";
+    if (draw < this.errorRate / 2) {
+      this.#log?.info(`Simulating packet loss for chunk ${seq}`);
+      return "lose";
+    }
+    this.#log?.info(`Simulating data corruption for chunk ${seq}`);
+    return "corrupt";
+  }
+
+  /** Flips one random bit of `bytes` in place. */
+  corrupt(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    bytes[this.#rng.int(bytes.length)]! ^= 1 << this.#rng.int(8);
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * Logging in the seed's format, to stderr:
+ * `YYYY-MM-DD HH:MM:SS - Component - LEVEL - message`.
+ *
+ * @module
+ */
+
+/** Log levels, least to most severe. */
+export type LogLevel = "DEBUG" | "INFO" | "WARNING" | "ERROR";
+
+const RANK: Record<LogLevel, number> = {
+  DEBUG: 0,
+  INFO: 1,
+  WARNING: 2,
+  ERROR: 3,
+};
+
+/** Where log lines go; tests capture them with their own sink. */
+export type LogSink = (line: string) => void;
+
+const encoder = new TextEncoder();
+
+/** Writes a line to stderr. */
+export const stderrSink: LogSink = (line) => {
+  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+};
+
+/** Options for {@linkcode Logger}. */
+export interface LoggerOptions {
+  /** Least severe level written. @default "INFO" */
+  level?: LogLevel;
+  /** Where lines go. @default stderrSink */
+  sink?: LogSink;
+}
+
+/** Formats a date as `YYYY-MM-DD HH:MM:SS` in local time. */
+export function formatTimestamp(date: Date): string {
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${
+    pad(date.getDate())
+  } ${pad(date.getHours())}:${pad(date.getMinutes())}:${
+    pad(date.getSeconds())
+  }`;
+}
+
+/** A named component's logger, e.g. `FileTransferServer`. */
+export class Logger {
+  readonly component: string;
+  #min: number;
+  #sink: LogSink;
+
+  /** Creates a logger for `component`. */
+  constructor(component: string, options: LoggerOptions = {}) {
+    this.component = component;
+    this.#min = RANK[options.level ?? "INFO"];
+    this.#sink = options.sink ?? stderrSink;
+  }
+
+  /** A logger for another component sharing this one's level and sink. */
+  child(component: string): Logger {
+    const level = (Object.keys(RANK) as LogLevel[]).find((l) =>
+      RANK[l] === this.#min
+    )!;
+    return new Logger(component, { level, sink: this.#sink });
+  }
+
+  /** Writes `message` at `level` when the level is enabled. */
+  log(level: LogLevel, message: string): void {
+    if (RANK[level] < this.#min) return;
+    this.#sink(
+      `${
+        formatTimestamp(new Date())
+      } - ${this.component} - ${level} - ${message}`,
+    );
+  }
+
+  /** Logs at DEBUG. */
+  debug(message: string): void {
+    this.log("DEBUG", message);
+  }
+  /** Logs at INFO. */
+  info(message: string): void {
+    this.log("INFO", message);
+  }
+  /** Logs at WARNING. */
+  warn(message: string): void {
+    this.log("WARNING", message);
+  }
+  /** Logs at ERROR. */
+  error(message: string): void {
+    this.log("ERROR", message);
+  }
+}

@@ -1,0 +1,453 @@
+/**
+ * The ftv/1 wire format: length-prefixed frames carrying either a JSON control
+ * message or a binary data chunk, each protected by a CRC-32.
+ *
+ * Frame: `u32 length` (big-endian, counts what follows) + `u8 kind` + body.
+ * - CONTROL body: `u32 crc32(json)` + UTF-8 JSON of a {@linkcode ControlMessage}.
+ * - DATA body: `u32 transferId` + `u32 seq` + `u8 flags` + `u32 crc32` + payload,
+ *   where the CRC covers the nine bytes before it and the payload.
+ *
+ * Pure: no `Deno.*` here; sockets live in `connection.ts`.
+ *
+ * @module
+ */
+
+import { crc32 } from "node:zlib";
+
+/** Version spoken in `hello`; a peer with another version gets an error. */
+export const PROTOCOL_VERSION = 1;
+
+/** Frame kinds on the wire. */
+export const FRAME_KIND = { control: 1, data: 2 } as const;
+
+/** Largest chunk payload a peer may announce or send. */
+export const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
+/** Smallest chunk size a peer may announce. */
+export const MIN_CHUNK_BYTES = 512;
+/** Chunk size used unless told otherwise: large I/O is cheap I/O. */
+export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
+/** Most chunks one file may have. */
+export const MAX_CHUNKS_PER_FILE = 1 << 24;
+/** Largest JSON control message accepted. */
+export const MAX_CONTROL_BYTES = 4 * 1024 * 1024;
+/** Bytes of a data frame body before the payload. */
+export const DATA_HEADER_BYTES = 13;
+/** Largest value the length prefix may carry; checked before allocating. */
+export const MAX_FRAME_BYTES = 1 + DATA_HEADER_BYTES + MAX_CHUNK_BYTES;
+/** Bytes in front of every frame body: the length prefix and the kind. */
+export const FRAME_PREFIX_BYTES = 5;
+
+/** Error codes carried by `error` messages. */
+export const ERROR_CODE = {
+  badRequest: "bad_request",
+  badName: "bad_name",
+  notFound: "not_found",
+  unsupportedVersion: "unsupported_version",
+  digestMismatch: "digest_mismatch",
+  tooManyRetries: "too_many_retries",
+  protocol: "protocol_error",
+  internal: "internal_error",
+} as const;
+
+/** One of {@linkcode ERROR_CODE}'s values. */
+export type ErrorCode = typeof ERROR_CODE[keyof typeof ERROR_CODE];
+
+/** A stored file as `list` reports it. */
+export interface FileEntry {
+  name: string;
+  size: number;
+  sha256: string;
+  mtimeMs: number;
+}
+
+/** Control messages: a discriminated union on `type`. */
+export type ControlMessage =
+  | { type: "hello"; version: number; agent: string; chunkSize?: number }
+  | {
+    type: "put";
+    name: string;
+    size: number;
+    chunkSize: number;
+    mtimeMs: number;
+    maxRetries: number;
+  }
+  | { type: "get"; name: string; maxRetries?: number }
+  | {
+    type: "offer";
+    transferId: number;
+    name: string;
+    size: number;
+    chunkSize: number;
+    sha256: string;
+    mtimeMs: number;
+  }
+  | { type: "ready"; transferId: number; have: string }
+  | { type: "done"; transferId: number; sha256: string }
+  | { type: "nack"; transferId: number; seqs: number[]; round: number }
+  | { type: "verified"; transferId: number; sha256: string; bytes: number }
+  | { type: "list" }
+  | { type: "listing"; files: FileEntry[] }
+  | { type: "error"; code: ErrorCode; message: string };
+
+/** The `type` of a control message. */
+export type ControlType = ControlMessage["type"];
+
+/** A control message narrowed to one `type`. */
+export type ControlOf<T extends ControlType> = Extract<
+  ControlMessage,
+  { type: T }
+>;
+
+/** A decoded data frame. */
+export interface DataFrame {
+  kind: "data";
+  transferId: number;
+  seq: number;
+  flags: number;
+  /** False when the CRC did not match: the chunk must be asked for again. */
+  intact: boolean;
+  payload: Uint8Array;
+}
+
+/** A decoded frame: a control message or a data chunk. */
+export type Frame = { kind: "control"; message: ControlMessage } | DataFrame;
+
+/** The peer broke the protocol: the connection cannot continue. */
+export class ProtocolError extends Error {
+  /** Builds the error; `cause` is passed through. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ProtocolError";
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+/** Encodes a control message as one complete frame. */
+export function encodeControl(message: ControlMessage): Uint8Array {
+  const json = encoder.encode(JSON.stringify(message));
+  if (json.length > MAX_CONTROL_BYTES) {
+    throw new RangeError(
+      `Cannot encode "${message.type}": ${json.length} bytes exceeds the ${MAX_CONTROL_BYTES}-byte control limit`,
+    );
+  }
+  const frame = new Uint8Array(FRAME_PREFIX_BYTES + 4 + json.length);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, 1 + 4 + json.length);
+  frame[4] = FRAME_KIND.control;
+  view.setUint32(5, crc32(json));
+  frame.set(json, 9);
+  return frame;
+}
+
+/** Bytes a data frame takes before its payload. */
+export const DATA_FRAME_OVERHEAD = FRAME_PREFIX_BYTES + DATA_HEADER_BYTES;
+
+/**
+ * Allocates a data frame with room for `payloadLength` bytes at offset
+ * {@linkcode DATA_FRAME_OVERHEAD}, so a file can be read straight into it.
+ * Call {@linkcode sealDataFrame} once the payload is in place.
+ */
+export function allocDataFrame(payloadLength: number): Uint8Array {
+  if (payloadLength > MAX_CHUNK_BYTES) {
+    throw new RangeError(
+      `Cannot allocate a data frame: ${payloadLength} bytes exceeds ${MAX_CHUNK_BYTES}`,
+    );
+  }
+  return new Uint8Array(DATA_FRAME_OVERHEAD + payloadLength);
+}
+
+/** Writes the header and CRC of a data frame whose payload is already in place. */
+export function sealDataFrame(
+  frame: Uint8Array,
+  transferId: number,
+  seq: number,
+  flags = 0,
+): Uint8Array {
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  view.setUint32(0, frame.length - 4);
+  frame[4] = FRAME_KIND.data;
+  view.setUint32(5, transferId);
+  view.setUint32(9, seq);
+  frame[13] = flags;
+  const headerCrc = crc32(frame.subarray(5, 14));
+  view.setUint32(14, crc32(frame.subarray(DATA_FRAME_OVERHEAD), headerCrc));
+  return frame;
+}
+
+/** Encodes a data frame from a payload (copies it; the sender uses {@linkcode allocDataFrame}). */
+export function encodeData(
+  transferId: number,
+  seq: number,
+  payload: Uint8Array,
+  flags = 0,
+): Uint8Array {
+  const frame = allocDataFrame(payload.length);
+  frame.set(payload, DATA_FRAME_OVERHEAD);
+  return sealDataFrame(frame, transferId, seq, flags);
+}
+
+/** Anything frames can be read from: `Deno.Conn` fits, so does {@linkcode streamSource}. */
+export interface ByteSource {
+  read(p: Uint8Array): Promise<number | null>;
+}
+
+/**
+ * Reads frames one at a time from a {@linkcode ByteSource}, buffering small
+ * reads and reading large payloads straight into their own buffer.
+ */
+export class FrameReader {
+  #source: ByteSource;
+  #buffer: Uint8Array;
+  #start = 0;
+  #end = 0;
+
+  /** Wraps a source; `bufferSize` is the read-ahead for headers and small frames. */
+  constructor(source: ByteSource, bufferSize = 256 * 1024) {
+    this.#source = source;
+    this.#buffer = new Uint8Array(bufferSize);
+  }
+
+  /** Bytes read from the source but not yet handed out as frames. */
+  get buffered(): number {
+    return this.#end - this.#start;
+  }
+
+  /** Resolves to the next frame, or `null` at a clean end of stream. */
+  async next(): Promise<Frame | null> {
+    if (!(await this.#fill(FRAME_PREFIX_BYTES, true))) return null;
+    const view = new DataView(this.#buffer.buffer);
+    const length = view.getUint32(this.#start);
+    const kind = this.#buffer[this.#start + 4];
+    checkFrameHeader(length, kind);
+    this.#start += FRAME_PREFIX_BYTES;
+    const body = await this.#readExact(length - 1);
+    return decodeBody(kind!, body);
+  }
+
+  /** Ensures `n` bytes are buffered; false at end of stream before any byte when `atBoundary`. */
+  async #fill(n: number, atBoundary: boolean): Promise<boolean> {
+    if (this.#end - this.#start >= n) return true;
+    if (this.#buffer.length - this.#start < n) {
+      this.#buffer.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    while (this.#end - this.#start < n) {
+      const got = await this.#source.read(this.#buffer.subarray(this.#end));
+      if (got === null) {
+        if (atBoundary && this.#end === this.#start) return false;
+        throw new ProtocolError(
+          `Cannot read frame: stream ended after ${
+            this.#end - this.#start
+          } of ${n} bytes`,
+        );
+      }
+      this.#end += got;
+    }
+    return true;
+  }
+
+  async #readExact(n: number): Promise<Uint8Array> {
+    const out = new Uint8Array(n);
+    const fromBuffer = Math.min(n, this.#end - this.#start);
+    out.set(this.#buffer.subarray(this.#start, this.#start + fromBuffer));
+    this.#start += fromBuffer;
+    let filled = fromBuffer;
+    while (filled < n) {
+      const got = await this.#source.read(out.subarray(filled));
+      if (got === null) {
+        throw new ProtocolError(
+          `Cannot read frame: stream ended after ${filled} of ${n} body bytes`,
+        );
+      }
+      filled += got;
+    }
+    return out;
+  }
+}
+
+function checkFrameHeader(length: number, kind: number | undefined): void {
+  if (kind === FRAME_KIND.control) {
+    if (length < 1 + 4 + 2 || length > 1 + 4 + MAX_CONTROL_BYTES) {
+      throw new ProtocolError(
+        `Cannot accept control frame: length ${length} is outside 7..${
+          5 + MAX_CONTROL_BYTES
+        }`,
+      );
+    }
+  } else if (kind === FRAME_KIND.data) {
+    if (length < 1 + DATA_HEADER_BYTES || length > MAX_FRAME_BYTES) {
+      throw new ProtocolError(
+        `Cannot accept data frame: length ${length} is outside ${
+          1 + DATA_HEADER_BYTES
+        }..${MAX_FRAME_BYTES}`,
+      );
+    }
+  } else {
+    throw new ProtocolError(`Cannot accept frame: unknown kind ${kind}`);
+  }
+}
+
+function decodeBody(kind: number, body: Uint8Array): Frame {
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  if (kind === FRAME_KIND.control) {
+    const json = body.subarray(4);
+    if (view.getUint32(0) !== crc32(json)) {
+      throw new ProtocolError("Cannot accept control frame: CRC mismatch");
+    }
+    return { kind: "control", message: parseControl(json) };
+  }
+  const payload = body.subarray(DATA_HEADER_BYTES);
+  const headerCrc = crc32(body.subarray(0, 9));
+  return {
+    kind: "data",
+    transferId: view.getUint32(0),
+    seq: view.getUint32(4),
+    flags: body[8]!,
+    intact: view.getUint32(9) === crc32(payload, headerCrc),
+    payload,
+  };
+}
+
+const CONTROL_FIELDS: { [T in ControlType]: Record<string, string> } = {
+  hello: { version: "number", agent: "string" },
+  put: {
+    name: "string",
+    size: "number",
+    chunkSize: "number",
+    mtimeMs: "number",
+    maxRetries: "number",
+  },
+  get: { name: "string" },
+  offer: {
+    transferId: "number",
+    name: "string",
+    size: "number",
+    chunkSize: "number",
+    sha256: "string",
+    mtimeMs: "number",
+  },
+  ready: { transferId: "number", have: "string" },
+  done: { transferId: "number", sha256: "string" },
+  nack: { transferId: "number", seqs: "object", round: "number" },
+  verified: { transferId: "number", sha256: "string", bytes: "number" },
+  list: {},
+  listing: { files: "object" },
+  error: { code: "string", message: "string" },
+};
+
+/** Parses and shape-checks the JSON of a control message. */
+export function parseControl(json: Uint8Array): ControlMessage {
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(json));
+  } catch (cause) {
+    throw new ProtocolError("Cannot parse control message: not UTF-8 JSON", {
+      cause,
+    });
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ProtocolError("Cannot parse control message: not an object");
+  }
+  const record = value as Record<string, unknown>;
+  const type = record.type;
+  if (typeof type !== "string" || !Object.hasOwn(CONTROL_FIELDS, type)) {
+    throw new ProtocolError(
+      `Cannot parse control message: unknown type ${JSON.stringify(type)}`,
+    );
+  }
+  for (
+    const [field, expected] of Object.entries(
+      CONTROL_FIELDS[type as ControlType],
+    )
+  ) {
+    const actual = record[field];
+    const ok = expected === "number"
+      ? Number.isSafeInteger(actual) && (actual as number) >= 0
+      : typeof actual === expected && actual !== null;
+    if (!ok) {
+      throw new ProtocolError(
+        `Cannot parse "${type}" message: field "${field}" must be ${
+          expected === "number" ? "a non-negative integer" : `a ${expected}`
+        }`,
+      );
+    }
+  }
+  if (type === "nack") checkSeqList(record.seqs);
+  return value as ControlMessage;
+}
+
+function checkSeqList(seqs: unknown): void {
+  if (
+    !Array.isArray(seqs) ||
+    !seqs.every((seq) => Number.isSafeInteger(seq) && seq >= 0)
+  ) {
+    throw new ProtocolError(
+      'Cannot parse "nack" message: "seqs" must be a list of sequence numbers',
+    );
+  }
+}
+
+/** Adapts a byte `ReadableStream` into a {@linkcode ByteSource}. */
+export function streamSource(stream: ReadableStream<Uint8Array>): ByteSource {
+  const reader = stream.getReader();
+  let pending: Uint8Array | undefined;
+  return {
+    async read(p: Uint8Array): Promise<number | null> {
+      while (!pending || pending.length === 0) {
+        const { value, done } = await reader.read();
+        if (done) return null;
+        pending = value;
+      }
+      const n = Math.min(p.length, pending.length);
+      p.set(pending.subarray(0, n));
+      pending = pending.subarray(n);
+      return n;
+    },
+  };
+}
+
+/**
+ * Decodes a byte stream into frames. Oversized lengths, unknown kinds,
+ * malformed control messages and truncated frames error the stream with a
+ * {@linkcode ProtocolError}; a data frame with a bad CRC is passed on with
+ * `intact: false` so the receiver can ask for it again.
+ *
+ * @example
+ * ```ts
+ * import { encodeControl, FrameDecoderStream } from "./protocol.ts";
+ * const bytes = ReadableStream.from([encodeControl({ type: "list" })]);
+ * for await (const frame of bytes.pipeThrough(new FrameDecoderStream())) {
+ *   console.log(frame.kind);
+ * }
+ * ```
+ */
+export class FrameDecoderStream {
+  /** Frames out. */
+  readonly readable: ReadableStream<Frame>;
+  /** Bytes in. */
+  readonly writable: WritableStream<Uint8Array>;
+
+  /** Creates the decoder; pipe bytes into `writable`, read frames from `readable`. */
+  constructor() {
+    const { readable, writable } = new TransformStream<
+      Uint8Array,
+      Uint8Array
+    >();
+    this.writable = writable;
+    const reader = new FrameReader(streamSource(readable));
+    this.readable = ReadableStream.from(
+      (async function* () {
+        for (
+          let frame = await reader.next();
+          frame;
+          frame = await reader.next()
+        ) {
+          yield frame;
+        }
+      })(),
+    );
+  }
+}

@@ -1,0 +1,396 @@
+/**
+ * The ftv server: accepts connections, speaks ftv/1 with each in its own
+ * session, stores uploads under its data folder and serves them back.
+ * A misbehaving peer loses its own connection and nothing else.
+ *
+ * @module
+ */
+
+import { ChunkBitmap } from "./bitmap.ts";
+import { Catalog } from "./catalog.ts";
+import { chunkCount, ChunkStore } from "./chunk_store.ts";
+import {
+  ConnectionError,
+  errorCodeOf,
+  FramedConnection,
+  RemoteError,
+} from "./connection.ts";
+import { ErrorSimulator } from "./faults.ts";
+import { Logger } from "./log.ts";
+import { nameProblem } from "./names.ts";
+import {
+  type ControlOf,
+  DEFAULT_CHUNK_SIZE,
+  ERROR_CODE,
+  MAX_CHUNK_BYTES,
+  MAX_CHUNKS_PER_FILE,
+  MIN_CHUNK_BYTES,
+  PROTOCOL_VERSION,
+  ProtocolError,
+} from "./protocol.ts";
+import { receiveChunks, sendChunks, TransferError } from "./transfer.ts";
+import { AGENT } from "./version.ts";
+
+/** Most repair rounds the server grants one upload. */
+export const MAX_SERVER_ROUNDS = 100;
+
+/** Options for {@linkcode serve}. */
+export interface ServeOptions {
+  /** Address to bind. @default "localhost" */
+  host?: string;
+  /** Port to bind; 0 picks a free one. @default 9999 */
+  port?: number;
+  /** Folder for stored files; created when missing. @default "./ftv-data" */
+  dir?: string;
+  /** Bytes per chunk for files this server sends. @default 1048576 */
+  chunkSize?: number;
+  /** Damage outgoing chunks like the seed did (loss, corruption, reordering). @default false */
+  simulateErrors?: boolean;
+  /** Probability that a chunk is lost or corrupted when simulating. @default 0.1 */
+  errorRate?: number;
+  /** Seed for the error simulation. */
+  seed?: number;
+  /** Milliseconds a connection may stay silent mid-request. @default 60000 */
+  idleTimeoutMs?: number;
+  /** Logger; its level decides what is printed. */
+  log?: Logger;
+}
+
+/** A running server. */
+export interface FtvServer extends AsyncDisposable {
+  /** The bound address (useful with port 0). */
+  readonly addr: Deno.NetAddr;
+  /** Stops accepting, closes every connection, waits for sessions to end. */
+  close(): Promise<void>;
+  /** Resolves when the server has stopped. */
+  readonly finished: Promise<void>;
+}
+
+/**
+ * Starts a server.
+ *
+ * @example
+ * ```ts
+ * import { serve } from "./server.ts";
+ * await using server = await serve({ host: "127.0.0.1", port: 0, dir: "./ftv-data" });
+ * console.log(`listening on ${server.addr.port}`);
+ * ```
+ */
+export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
+  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  if (
+    !Number.isInteger(chunkSize) || chunkSize < MIN_CHUNK_BYTES ||
+    chunkSize > MAX_CHUNK_BYTES
+  ) {
+    throw new RangeError(
+      `Cannot serve: chunk size ${chunkSize} is outside ${MIN_CHUNK_BYTES}..${MAX_CHUNK_BYTES}`,
+    );
+  }
+  const dir = options.dir ?? "./ftv-data";
+  await Deno.mkdir(dir, { recursive: true });
+  const log = options.log ?? new Logger("FileTransferServer");
+  const listener = Deno.listen({
+    hostname: options.host ?? "localhost",
+    port: options.port ?? 9999,
+  });
+  const simulator = options.simulateErrors
+    ? new ErrorSimulator({
+      errorRate: options.errorRate ?? 0.1,
+      ...(options.seed === undefined ? {} : { seed: options.seed }),
+      log,
+    })
+    : undefined;
+  const server = new Server(listener, {
+    catalog: new Catalog(dir),
+    chunkSize,
+    simulator,
+    idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
+    log,
+  });
+  log.info(
+    `Server started on ${options.host ?? "localhost"}:${server.addr.port}`,
+  );
+  return server;
+}
+
+/** Runs a server until SIGINT or SIGTERM, then shuts it down cleanly. */
+export async function serveUntilSignal(options: ServeOptions): Promise<void> {
+  const server = await serve(options);
+  const stop = () => {
+    options.log?.info("Shutting down");
+    server.close();
+  };
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  try {
+    await server.finished;
+  } finally {
+    Deno.removeSignalListener("SIGINT", stop);
+    Deno.removeSignalListener("SIGTERM", stop);
+  }
+}
+
+interface ServerSettings {
+  catalog: Catalog;
+  chunkSize: number;
+  simulator: ErrorSimulator | undefined;
+  idleTimeoutMs: number;
+  log: Logger;
+}
+
+class Server implements FtvServer {
+  readonly addr: Deno.NetAddr;
+  readonly finished: Promise<void>;
+  #listener: Deno.Listener;
+  #settings: ServerSettings;
+  #connections = new Set<FramedConnection>();
+  #sessions = new Set<Promise<void>>();
+  #busyNames = new Set<string>();
+  #nextTransferId = 1;
+  #closing = false;
+
+  constructor(listener: Deno.Listener, settings: ServerSettings) {
+    this.#listener = listener;
+    this.#settings = settings;
+    this.addr = listener.addr as Deno.NetAddr;
+    this.finished = this.#acceptLoop();
+  }
+
+  async #acceptLoop(): Promise<void> {
+    try {
+      for await (const conn of this.#listener) {
+        const session = this.#session(conn);
+        this.#sessions.add(session);
+        session.finally(() => this.#sessions.delete(session));
+      }
+    } catch (error) {
+      if (!this.#closing) throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (!this.#closing) {
+      this.#closing = true;
+      try {
+        this.#listener.close();
+      } catch {
+        // Already closed.
+      }
+      for (const fc of this.#connections) fc.close();
+    }
+    await this.finished;
+    await Promise.all([...this.#sessions]);
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #session(conn: Deno.Conn): Promise<void> {
+    const { log } = this.#settings;
+    const fc = new FramedConnection(conn, {
+      idleTimeoutMs: this.#settings.idleTimeoutMs,
+    });
+    this.#connections.add(fc);
+    const peer = fc.peer;
+    log.info(`Connection established with ${peer}`);
+    try {
+      await this.#handshake(fc);
+      for (;;) {
+        const frame = await fc.next();
+        if (frame === null) break;
+        if (frame.kind !== "control") {
+          throw new ProtocolError(
+            "Cannot accept a data frame outside a transfer",
+          );
+        }
+        const request = frame.message;
+        switch (request.type) {
+          case "put":
+            await this.#receive(fc, request);
+            break;
+          case "get":
+            await this.#send(fc, request);
+            break;
+          case "list":
+            await fc.send({
+              type: "listing",
+              files: await this.#settings.catalog.list(),
+            });
+            break;
+          default:
+            throw new ProtocolError(
+              `Cannot serve request: unexpected "${request.type}" message`,
+            );
+        }
+      }
+      log.info(`Connection with ${peer} closed`);
+    } catch (error) {
+      if (!this.#closing) {
+        log.warn(
+          `Closing connection with ${peer}: ${(error as Error).message}`,
+        );
+      }
+      if (!(error instanceof ConnectionError)) {
+        await fc.sendError(errorCodeOf(error), (error as Error).message);
+      }
+    } finally {
+      this.#connections.delete(fc);
+      fc.close();
+    }
+  }
+
+  async #handshake(fc: FramedConnection): Promise<void> {
+    const hello = await fc.expect("hello");
+    if (hello.version !== PROTOCOL_VERSION) {
+      throw new RemoteError(
+        ERROR_CODE.unsupportedVersion,
+        `Cannot talk to ${hello.agent}: protocol version ${hello.version} is not ${PROTOCOL_VERSION}`,
+      );
+    }
+    await fc.send({
+      type: "hello",
+      version: PROTOCOL_VERSION,
+      agent: AGENT,
+      chunkSize: this.#settings.chunkSize,
+    });
+  }
+
+  /** Refuses a request with an error frame; the session goes on. */
+  async #refuse(
+    fc: FramedConnection,
+    code: RemoteError["code"],
+    message: string,
+  ): Promise<void> {
+    this.#settings.log.warn(`Refused request from ${fc.peer}: ${message}`);
+    await fc.send({ type: "error", code, message });
+  }
+
+  async #receive(fc: FramedConnection, put: ControlOf<"put">): Promise<void> {
+    const { catalog, log } = this.#settings;
+    const problem = nameProblem(put.name) ?? this.#sizeProblem(put);
+    if (problem) {
+      return this.#refuse(
+        fc,
+        ERROR_CODE.badName,
+        `Cannot store file: ${problem}`,
+      );
+    }
+    if (this.#busyNames.has(put.name)) {
+      return this.#refuse(
+        fc,
+        ERROR_CODE.badRequest,
+        `Cannot store ${
+          JSON.stringify(put.name)
+        }: another upload of it is in progress`,
+      );
+    }
+    this.#busyNames.add(put.name);
+    try {
+      const store = await ChunkStore.open(catalog.pathOf(put.name), {
+        name: put.name,
+        size: put.size,
+        chunkSize: put.chunkSize,
+        mtimeMs: put.mtimeMs,
+      });
+      const transferId = this.#nextTransferId++;
+      try {
+        log.info(
+          `Receiving ${put.name} (${put.size} bytes in ${store.count} chunks${
+            store.resumedChunks ? `, ${store.resumedChunks} already held` : ""
+          })`,
+        );
+        await fc.send({
+          type: "ready",
+          transferId,
+          have: store.have.toBase64(),
+        });
+        const stats = await receiveChunks(fc, store, {
+          transferId,
+          maxRetries: Math.min(put.maxRetries, MAX_SERVER_ROUNDS),
+          log,
+        });
+        await catalog.record(put.name, stats.sha256);
+        log.info(`File received and saved as ${put.name}`);
+        log.info(`Calculated checksum: ${stats.sha256}`);
+      } finally {
+        await store.suspend();
+      }
+    } catch (error) {
+      if (!(error instanceof TransferError)) throw error;
+      log.error(error.message);
+    } finally {
+      this.#busyNames.delete(put.name);
+    }
+  }
+
+  #sizeProblem(put: ControlOf<"put">): string | undefined {
+    if (put.chunkSize < MIN_CHUNK_BYTES || put.chunkSize > MAX_CHUNK_BYTES) {
+      return `chunk size ${put.chunkSize} is outside ${MIN_CHUNK_BYTES}..${MAX_CHUNK_BYTES}`;
+    }
+    if (chunkCount(put.size, put.chunkSize) > MAX_CHUNKS_PER_FILE) {
+      return `${put.size} bytes would take more than ${MAX_CHUNKS_PER_FILE} chunks`;
+    }
+    return undefined;
+  }
+
+  async #send(fc: FramedConnection, get: ControlOf<"get">): Promise<void> {
+    const { catalog, chunkSize, simulator, log } = this.#settings;
+    const problem = nameProblem(get.name);
+    if (problem) {
+      return this.#refuse(
+        fc,
+        ERROR_CODE.badName,
+        `Cannot send file: ${problem}`,
+      );
+    }
+    const entry = await catalog.lookup(get.name);
+    if (!entry) {
+      return this.#refuse(
+        fc,
+        ERROR_CODE.notFound,
+        `Cannot send ${JSON.stringify(get.name)}: no such file`,
+      );
+    }
+    using file = await Deno.open(catalog.pathOf(get.name), { read: true });
+    const transferId = this.#nextTransferId++;
+    const count = chunkCount(entry.size, chunkSize);
+    await fc.send({
+      type: "offer",
+      transferId,
+      name: entry.name,
+      size: entry.size,
+      chunkSize,
+      sha256: entry.sha256,
+      mtimeMs: entry.mtimeMs,
+    });
+    const ready = await fc.expect("ready");
+    let have: ChunkBitmap;
+    try {
+      have = ChunkBitmap.fromBase64(ready.have, count);
+    } catch (cause) {
+      throw new ProtocolError("Cannot send file: malformed chunk bitmap", {
+        cause,
+      });
+    }
+    log.info(`File split into ${count} chunks`);
+    try {
+      const stats = await sendChunks(fc, file, {
+        transferId,
+        size: entry.size,
+        chunkSize,
+        have,
+        sha256: entry.sha256,
+        simulator,
+        maxRounds: MAX_SERVER_ROUNDS,
+        log,
+      });
+      log.info(
+        `Sent ${entry.name} to ${fc.peer}: verified after ${stats.attempts} round(s)`,
+      );
+    } catch (error) {
+      if (!(error instanceof RemoteError)) throw error;
+      log.error(`Client gave up on ${entry.name}: ${error.message}`);
+    }
+  }
+}

@@ -3,6 +3,8 @@
  * (the manifest and a bitmap of verified chunks). A chunk is marked only after
  * its bytes are written; the state is saved at checkpoints, after the part
  * file is synced, so it never claims a chunk the part file does not hold.
+ * (Even a state that did would only cost a re-transfer: the whole-file digest
+ * is checked before anything is finalised.)
  * Finalising checks the whole-file SHA-256, syncs, renames into place and
  * syncs the folder: nothing partial ever sits under the final name.
  *
@@ -10,6 +12,7 @@
  */
 
 import { createHash, type Hash } from "node:crypto";
+import { crc32 } from "node:zlib";
 import { ChunkBitmap } from "./bitmap.ts";
 import { PART_SUFFIX, STATE_SUFFIX } from "./names.ts";
 
@@ -55,6 +58,12 @@ export function bytesHeld(
 export interface ChunkStoreOptions {
   /** Milliseconds between saved checkpoints. @default 1000 */
   checkpointMs?: number;
+  /**
+   * Sync to disk at checkpoints and before the final rename, so a power loss
+   * never leaves a damaged file under the final name. Without it, process
+   * crashes are still safe (the page cache survives them). @default true
+   */
+  fsync?: boolean;
 }
 
 interface SavedState {
@@ -74,10 +83,15 @@ export class ChunkStore {
   readonly manifest: Manifest;
   /** Chunks verified and written. */
   readonly have: ChunkBitmap;
-  /** Chunks already held from an earlier run when the store was opened. */
-  readonly resumedChunks: number;
-  /** Bytes of those chunks. */
-  readonly resumedBytes: number;
+  /**
+   * True when a part file exists but its state is missing, damaged or
+   * inconsistent: its chunks must be checked against the sender's chunk
+   * checksums ({@linkcode verifyPart}) before any of them counts.
+   */
+  readonly needsVerification: boolean;
+  #resumedChunks = 0;
+  #resumedBytes = 0;
+  #partSize: number;
   #file: Deno.FsFile;
   #position = 0;
   #queue: Promise<void> = Promise.resolve();
@@ -85,7 +99,9 @@ export class ChunkStore {
   #hash: Hash = createHash("sha256");
   #nextToHash = 0;
   #checkpointMs: number;
+  #fsync: boolean;
   #lastCheckpoint = performance.now();
+  #background: Promise<void> | undefined;
   #closed = false;
 
   private constructor(
@@ -93,6 +109,8 @@ export class ChunkStore {
     manifest: Manifest,
     have: ChunkBitmap,
     file: Deno.FsFile,
+    partSize: number,
+    needsVerification: boolean,
     options: ChunkStoreOptions,
   ) {
     this.path = path;
@@ -100,15 +118,19 @@ export class ChunkStore {
     this.statePath = path + STATE_SUFFIX;
     this.manifest = manifest;
     this.have = have;
-    this.resumedChunks = have.count;
-    this.resumedBytes = bytesHeld(have, manifest.size, manifest.chunkSize);
+    this.#partSize = partSize;
+    this.needsVerification = needsVerification;
+    this.#noteResumed();
     this.#file = file;
     this.#checkpointMs = options.checkpointMs ?? 1000;
+    this.#fsync = options.fsync ?? true;
   }
 
   /**
-   * Opens the part file for `path`, resuming from its saved state when that
-   * state describes the same file, and starting afresh otherwise.
+   * Opens the part file for `path`. A saved state describing the same file,
+   * consistent with the part file, is resumed; a part file whose state is
+   * missing, damaged or inconsistent is kept but trusted for nothing until
+   * {@linkcode verifyPart}; anything else starts afresh.
    */
   static async open(
     path: string,
@@ -116,18 +138,79 @@ export class ChunkStore {
     options: ChunkStoreOptions = {},
   ): Promise<ChunkStore> {
     const count = chunkCount(manifest.size, manifest.chunkSize);
-    const saved = await readState(path + STATE_SUFFIX, manifest, count);
     const partSize = await fileSize(path + PART_SUFFIX);
-    const resumable = saved !== undefined && partSize !== undefined &&
-      partSize <= manifest.size;
+    const saved = await readState(path + STATE_SUFFIX);
+    let have: ChunkBitmap | undefined;
+    let needsVerification = false;
+    if (partSize !== undefined && partSize <= manifest.size) {
+      if (saved.status === "ok" && sameFile(saved.state.manifest, manifest)) {
+        have = consistentBitmap(saved.state.have, manifest, partSize);
+        needsVerification = have === undefined;
+      } else if (saved.status !== "ok" && partSize > 0) {
+        needsVerification = true;
+      }
+    }
+    const keepPart = have !== undefined || needsVerification;
     const file = await Deno.open(path + PART_SUFFIX, {
       read: true,
       write: true,
       create: true,
-      truncate: !resumable,
+      truncate: !keepPart,
     });
-    const have = resumable ? saved : new ChunkBitmap(count);
-    return new ChunkStore(path, manifest, have, file, options);
+    return new ChunkStore(
+      path,
+      manifest,
+      have ?? new ChunkBitmap(count),
+      file,
+      keepPart ? partSize! : 0,
+      needsVerification,
+      options,
+    );
+  }
+
+  /** Chunks already held from an earlier run. */
+  get resumedChunks(): number {
+    return this.#resumedChunks;
+  }
+
+  /** Bytes of those chunks. */
+  get resumedBytes(): number {
+    return this.#resumedBytes;
+  }
+
+  #noteResumed(): void {
+    this.#resumedChunks = this.have.count;
+    this.#resumedBytes = bytesHeld(
+      this.have,
+      this.manifest.size,
+      this.manifest.chunkSize,
+    );
+  }
+
+  /**
+   * Rebuilds the bitmap of a part file whose state was lost: every complete
+   * chunk in it whose CRC-32 equals the sender's counts as held. The
+   * whole-file SHA-256 still checks everything before the file is finalised.
+   */
+  verifyPart(crcs: Uint32Array): Promise<number> {
+    if (crcs.length !== this.count) {
+      throw new RangeError(
+        `Cannot verify part file: ${crcs.length} checksums for ${this.count} chunks`,
+      );
+    }
+    return this.#enqueue(async () => {
+      const { size, chunkSize } = this.manifest;
+      for (let seq = 0; seq < this.count; seq++) {
+        const length = chunkLength(seq, size, chunkSize);
+        if (seq * chunkSize + length > this.#partSize) break;
+        const bytes = new Uint8Array(length);
+        await this.#readAt(seq * chunkSize, bytes);
+        if (crc32(bytes) === crcs[seq]) this.have.add(seq);
+      }
+      this.#noteResumed();
+      await this.#checkpoint();
+      return this.have.count;
+    });
   }
 
   /** Number of chunks in the file. */
@@ -162,10 +245,25 @@ export class ChunkStore {
         this.#nextToHash++;
       }
       await this.#hashHeldChunks();
-      if (performance.now() - this.#lastCheckpoint >= this.#checkpointMs) {
-        await this.#checkpoint();
-      }
+      this.#checkpointInBackgroundWhenDue();
     });
+  }
+
+  /**
+   * Starts a checkpoint without holding up writes: the bitmap is copied
+   * first, so the state saved after the sync claims only chunks written
+   * before it began.
+   */
+  #checkpointInBackgroundWhenDue(): void {
+    if (this.#background !== undefined) return;
+    if (performance.now() - this.#lastCheckpoint < this.#checkpointMs) return;
+    this.#background = this.#checkpoint()
+      .catch((error) => {
+        this.#failure ??= error;
+      })
+      .finally(() => {
+        this.#background = undefined;
+      });
   }
 
   /** Waits for every queued write. */
@@ -186,18 +284,14 @@ export class ChunkStore {
     });
   }
 
-  /** Syncs the part file and saves the state so a later run can resume. */
-  checkpoint(): Promise<void> {
-    return this.#enqueue(() => this.#checkpoint());
-  }
-
   /** Syncs, renames the part file into place, syncs the folder, drops the state. */
   async finalize(): Promise<void> {
     await this.flush();
-    await this.#file.sync();
+    await this.#background;
+    if (this.#fsync) await this.#file.sync();
     this.#close();
     await Deno.rename(this.partPath, this.path);
-    await syncFolder(this.path);
+    if (this.#fsync) await syncFolder(this.path);
     await removeIfPresent(this.statePath);
   }
 
@@ -237,6 +331,7 @@ export class ChunkStore {
 
   async #settle(): Promise<void> {
     await this.#queue;
+    await this.#background;
   }
 
   async #hashHeldChunks(): Promise<void> {
@@ -251,12 +346,12 @@ export class ChunkStore {
 
   async #checkpoint(): Promise<void> {
     this.#lastCheckpoint = performance.now();
-    await this.#file.syncData();
     const state: SavedState = {
       version: STATE_VERSION,
       manifest: this.manifest,
       have: this.have.toBase64(),
     };
+    if (this.#fsync) await this.#file.syncData();
     const temporary = this.statePath + ".tmp";
     await Deno.writeTextFile(temporary, JSON.stringify(state));
     await Deno.rename(temporary, this.statePath);
@@ -306,25 +401,55 @@ export class ChunkStore {
   }
 }
 
-async function readState(
-  statePath: string,
+type SavedStateRead =
+  | { status: "ok"; state: SavedState }
+  | { status: "missing" }
+  | { status: "damaged" };
+
+async function readState(statePath: string): Promise<SavedStateRead> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(statePath);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return { status: "missing" };
+    return { status: "damaged" };
+  }
+  try {
+    const state = JSON.parse(text) as SavedState;
+    if (
+      state?.version === STATE_VERSION && typeof state.have === "string" &&
+      typeof state.manifest === "object" && state.manifest !== null
+    ) {
+      return { status: "ok", state };
+    }
+  } catch {
+    // Falls through: a state that does not parse is damaged.
+  }
+  return { status: "damaged" };
+}
+
+/** The saved bitmap, when it decodes and every chunk it claims lies within the part file. */
+function consistentBitmap(
+  encoded: string,
   manifest: Manifest,
-  count: number,
-): Promise<ChunkBitmap | undefined> {
-  let state: SavedState;
+  partSize: number,
+): ChunkBitmap | undefined {
+  let have: ChunkBitmap;
   try {
-    state = JSON.parse(await Deno.readTextFile(statePath));
+    have = ChunkBitmap.fromBase64(
+      encoded,
+      chunkCount(manifest.size, manifest.chunkSize),
+    );
   } catch {
     return undefined;
   }
-  if (state?.version !== STATE_VERSION || !sameFile(state.manifest, manifest)) {
-    return undefined;
+  for (let seq = have.size - 1; seq >= 0; seq--) {
+    if (!have.has(seq)) continue;
+    const end = seq * manifest.chunkSize +
+      chunkLength(seq, manifest.size, manifest.chunkSize);
+    return end <= partSize ? have : undefined;
   }
-  try {
-    return ChunkBitmap.fromBase64(state.have, count);
-  } catch {
-    return undefined;
-  }
+  return have;
 }
 
 function sameFile(a: Manifest | undefined, b: Manifest): boolean {

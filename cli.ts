@@ -10,8 +10,13 @@ import { parseArgs } from "node:util";
 import {
   DEFAULT_MAX_RETRIES,
   FtvClient,
+  get,
+  roundTrip,
+  send,
   type TransferResult,
 } from "./client.ts";
+import { parseHostPort, startProxy } from "./proxy.ts";
+import { parseRate } from "./rate_limit.ts";
 import { ConnectionError, RemoteError } from "./connection.ts";
 import { runDemo } from "./demo.ts";
 import { Logger, type LogLevel } from "./log.ts";
@@ -34,7 +39,9 @@ export class UsageError extends Error {
 
 const CONNECT_HELP = `  --host HOST          server host (default: localhost)
   --port PORT          server port (default: 9999)
-  --timeout SECONDS    give up on a silent server after this long (default: 30)
+  --timeout SECONDS    drop a connection silent for this long (default: 30)
+  --retry-delay SECS   first reconnect delay, doubling with jitter (default: 0.5)
+  --limit-rate RATE    stay under RATE bytes/s, e.g. 500k, 20M (default: none)
   --quiet              print warnings and errors only
   --json               print one JSON result object on stdout`;
 
@@ -50,6 +57,7 @@ Commands:
   get        download a stored file
   list       list stored files with size and SHA-256
   demo       run the self-contained demonstration
+  proxy      a TCP proxy that damages traffic, to test bad links
 
 Run 'ftv <command> --help' for a command's options.
 Exit codes: 0 verified, 1 transfer failed, 2 usage error.`,
@@ -62,6 +70,8 @@ Exit codes: 0 verified, 1 transfer failed, 2 usage error.`,
   --simulate-errors    lose, corrupt and reorder outgoing chunks
   --error-rate P       probability of a lost or corrupted chunk (default: 0.1)
   --seed N             seed for the error simulation
+  --no-fsync           skip syncing received files to disk (faster; a power
+                       loss may then lose recently finished files)
   --quiet              print warnings and errors only`,
   client: `Usage: ftv client --file PATH [options]
 
@@ -70,16 +80,20 @@ and the whole file, and asks again for missing or damaged chunks.
 
   --file PATH          file to round-trip (required)
   --out PATH           where to write the copy (default: received_<name>)
-  --max-retries N      repair rounds before giving up (default: ${DEFAULT_MAX_RETRIES})
+  --no-fsync           skip syncing the copy to disk before renaming it
+  --max-retries N      repair rounds per connection, and reconnects in a row
+                       without progress, before giving up (default: ${DEFAULT_MAX_RETRIES})
 ${CONNECT_HELP}`,
   send: `Usage: ftv send PATH [options]
 
   --as NAME            store under this name (default: the file's name)
-  --max-retries N      repair rounds before giving up (default: ${DEFAULT_MAX_RETRIES})
+  --max-retries N      repair rounds per connection, and reconnects in a row
+                       without progress, before giving up (default: ${DEFAULT_MAX_RETRIES})
 ${CONNECT_HELP}`,
   get: `Usage: ftv get NAME [options]
 
   --out PATH           where to write the file (default: NAME)
+  --no-fsync           skip syncing the file to disk before renaming it
   --max-retries N      repair rounds before giving up (default: ${DEFAULT_MAX_RETRIES})
   --expect-sha256 HEX  refuse the file unless it has this digest
 ${CONNECT_HELP}`,
@@ -104,18 +118,45 @@ file through it and prints the result.
   --quiet              print warnings and errors only`,
 };
 
+USAGE.proxy = `Usage: ftv proxy --listen HOST:PORT --target HOST:PORT [options]
+
+Forwards TCP connections and damages the byte stream on the way, per
+1460-byte packet, like netem: for checking ftv (or anything) on bad links.
+
+  --listen HOST:PORT   address to listen on (port 0 picks a free one)
+  --target HOST:PORT   address to forward to
+  --flip-rate P        probability a packet gets one bit flipped (default: 0)
+  --drop-rate P        probability a packet is dropped from the stream (default: 0)
+  --delay MS           stall each forwarded read this long (default: 0)
+  --cut-after BYTES    cut each connection after this many bytes (default: never)
+  --seed N             seed, for reproducible damage
+  --quiet              print warnings and errors only`;
+
 type OptionSpec = Record<string, { type: "string" | "boolean" }>;
 
 const CONNECT_OPTIONS: OptionSpec = {
   host: { type: "string" },
   port: { type: "string" },
   timeout: { type: "string" },
+  "retry-delay": { type: "string" },
+  "limit-rate": { type: "string" },
   quiet: { type: "boolean" },
   json: { type: "boolean" },
   help: { type: "boolean" },
 };
 
 const OPTIONS: Record<string, OptionSpec> = {
+  proxy: {
+    listen: { type: "string" },
+    target: { type: "string" },
+    "flip-rate": { type: "string" },
+    "drop-rate": { type: "string" },
+    delay: { type: "string" },
+    "cut-after": { type: "string" },
+    seed: { type: "string" },
+    quiet: { type: "boolean" },
+    help: { type: "boolean" },
+  },
   server: {
     host: { type: "string" },
     port: { type: "string" },
@@ -124,6 +165,7 @@ const OPTIONS: Record<string, OptionSpec> = {
     "simulate-errors": { type: "boolean" },
     "error-rate": { type: "string" },
     seed: { type: "string" },
+    "no-fsync": { type: "boolean" },
     quiet: { type: "boolean" },
     help: { type: "boolean" },
   },
@@ -131,6 +173,7 @@ const OPTIONS: Record<string, OptionSpec> = {
     ...CONNECT_OPTIONS,
     file: { type: "string" },
     out: { type: "string" },
+    "no-fsync": { type: "boolean" },
     "max-retries": { type: "string" },
   },
   send: {
@@ -141,6 +184,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   get: {
     ...CONNECT_OPTIONS,
     out: { type: "string" },
+    "no-fsync": { type: "boolean" },
     "max-retries": { type: "string" },
     "expect-sha256": { type: "string" },
   },
@@ -253,6 +297,9 @@ async function run(
     case "server":
       noPositionals(positionals);
       return await runServer(values, level);
+    case "proxy":
+      noPositionals(positionals);
+      return await runProxy(values, level);
     case "demo":
       noPositionals(positionals);
       return await runDemo({
@@ -281,43 +328,42 @@ async function run(
         level,
       }, io);
   }
+  const log = new Logger("FileTransferClient", { level });
   const connect = {
     host: stringValue(values, "host", "localhost"),
     port: integer(values, "port", 9999, 1, 65535),
-    timeoutMs: integer(values, "timeout", 30, 1, 86400) * 1000,
-    log: new Logger("FileTransferClient", { level }),
+    timeoutMs: seconds(values, "timeout", 30) * 1000,
+    log,
   };
-  const maxRetries = integer(
-    values,
-    "max-retries",
-    DEFAULT_MAX_RETRIES,
-    0,
-    1000,
-  );
+  const transfer = {
+    ...connect,
+    maxRetries: integer(values, "max-retries", DEFAULT_MAX_RETRIES, 0, 1000),
+    retryDelayMs: seconds(values, "retry-delay", 0.5) * 1000,
+    fsync: values["no-fsync"] !== true,
+    ...optional("limitRate", limitRate(values)),
+  };
   switch (command) {
     case "client": {
       noPositionals(positionals);
       const file = values.file;
       if (typeof file !== "string") throw new UsageError("missing --file PATH");
       await mustBeFile(file);
-      using client = await FtvClient.connect(connect);
-      const result = await client.roundTrip(file, {
-        maxRetries,
+      const result = await roundTrip(file, {
+        ...transfer,
         ...optional("out", values.out as string | undefined),
       });
-      report(result, values, io, connect.log);
+      report(result, values, io, log);
       return EXIT.ok;
     }
     case "send": {
       if (positionals.length !== 1) throw new UsageError("send takes one PATH");
       const path = positionals[0]!;
       await mustBeFile(path);
-      using client = await FtvClient.connect(connect);
-      const result = await client.send(path, {
-        maxRetries,
+      const result = await send(path, {
+        ...transfer,
         ...optional("as", values.as as string | undefined),
       });
-      report(result, values, io, connect.log);
+      report(result, values, io, log);
       return EXIT.ok;
     }
     case "get": {
@@ -326,13 +372,12 @@ async function run(
       if (expected !== undefined && !/^[0-9a-fA-F]{64}$/.test(expected)) {
         throw new UsageError("--expect-sha256 needs 64 hex digits");
       }
-      using client = await FtvClient.connect(connect);
-      const result = await client.get(positionals[0]!, {
-        maxRetries,
+      const result = await get(positionals[0]!, {
+        ...transfer,
         ...optional("out", values.out as string | undefined),
         ...optional("expectSha256", expected?.toLowerCase()),
       });
-      report(result, values, io, connect.log);
+      report(result, values, io, log);
       return EXIT.ok;
     }
     case "list": {
@@ -369,9 +414,54 @@ async function runServer(values: Values, level: LogLevel): Promise<number> {
     simulateErrors: values["simulate-errors"] === true,
     errorRate: rate(values, "error-rate", 0.1),
     ...optional("seed", optionalInteger(values, "seed")),
+    fsync: values["no-fsync"] !== true,
     log: new Logger("FileTransferServer", { level }),
   });
   return EXIT.ok;
+}
+
+async function runProxy(values: Values, level: LogLevel): Promise<number> {
+  const listen = address(values, "listen");
+  const target = address(values, "target");
+  const cutAfter = optionalInteger(values, "cut-after");
+  const log = new Logger("FaultProxy", { level });
+  const proxy = await startProxy({
+    listenHost: listen.host,
+    listenPort: listen.port,
+    targetHost: target.host,
+    targetPort: target.port,
+    flipRate: rate(values, "flip-rate", 0),
+    dropRate: rate(values, "drop-rate", 0),
+    delayMs: integer(values, "delay", 0, 0, 600_000),
+    ...optional("cutAfterBytes", cutAfter),
+    ...optional("seed", optionalInteger(values, "seed")),
+    log,
+  });
+  const stopped = new Promise<void>((resolve) => {
+    const stop = () => {
+      Deno.removeSignalListener("SIGINT", stop);
+      Deno.removeSignalListener("SIGTERM", stop);
+      resolve();
+    };
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+  });
+  await stopped;
+  await proxy.close();
+  log.info(`Proxy stopped: ${JSON.stringify(proxy.stats)}`);
+  return EXIT.ok;
+}
+
+function address(values: Values, name: string): { host: string; port: number } {
+  const raw = values[name];
+  if (typeof raw !== "string") {
+    throw new UsageError(`missing --${name} HOST:PORT`);
+  }
+  try {
+    return parseHostPort(raw);
+  } catch (error) {
+    throw new UsageError(`--${name}: ${(error as Error).message}`);
+  }
 }
 
 function report(
@@ -391,6 +481,8 @@ function report(
       attempts: result.attempts,
       resumedChunks: result.resumedChunks,
       resumedBytes: result.resumedBytes,
+      wireBytes: result.wireBytes,
+      connections: result.connections ?? 1,
       seconds: result.seconds,
     }));
     return;
@@ -456,6 +548,31 @@ function integer(
     );
   }
   return value;
+}
+
+function seconds(values: Values, name: string, fallback: number): number {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (
+    typeof raw !== "string" || raw.trim() === "" ||
+    !(value > 0 && value <= 86400)
+  ) {
+    throw new UsageError(
+      `--${name} must be a number of seconds from 0 to 86400, got "${raw}"`,
+    );
+  }
+  return value;
+}
+
+function limitRate(values: Values): number | undefined {
+  const raw = values["limit-rate"];
+  if (raw === undefined) return undefined;
+  try {
+    return parseRate(String(raw));
+  } catch (error) {
+    throw new UsageError(`--limit-rate: ${(error as Error).message}`);
+  }
 }
 
 function rate(values: Values, name: string, fallback: number): number {

@@ -6,7 +6,6 @@
  * @module
  */
 
-import { ChunkBitmap } from "./bitmap.ts";
 import { chunkCount, ChunkStore } from "./chunk_store.ts";
 import { ConnectionError, FramedConnection } from "./connection.ts";
 import { Logger } from "./log.ts";
@@ -19,11 +18,9 @@ import {
   PROTOCOL_VERSION,
   ProtocolError,
 } from "./protocol.ts";
-import {
-  receiveChunks,
-  sendChunks,
-  type TransferStats,
-} from "./transfer.ts";
+import { receiveChunks, sendChunks, type TransferStats } from "./transfer.ts";
+import { RateLimiter } from "./rate_limit.ts";
+import { withReconnect } from "./reconnect.ts";
 import { AGENT } from "./version.ts";
 
 /** Options for {@linkcode FtvClient.connect}. */
@@ -38,8 +35,16 @@ export interface ConnectOptions {
   log?: Logger;
 }
 
+/** Options shared by uploads and downloads. */
+export interface TransferOptions {
+  /** Bytes per second to stay under. */
+  limitRate?: number;
+  /** Told how many chunks the receiving side already held when the transfer started. */
+  onReady?: (heldChunks: number) => void;
+}
+
 /** Options for {@linkcode FtvClient.send}. */
-export interface SendOptions {
+export interface SendOptions extends TransferOptions {
   /** Name to store the file under. @default the file's base name */
   as?: string;
   /** Repair rounds before giving up. @default 3 */
@@ -47,13 +52,15 @@ export interface SendOptions {
 }
 
 /** Options for {@linkcode FtvClient.get}. */
-export interface GetOptions {
+export interface GetOptions extends TransferOptions {
   /** Where to write the file. @default the name, in the current folder */
   out?: string;
   /** Repair rounds before giving up. @default 3 */
   maxRetries?: number;
   /** Refuse to finalise unless the file has this SHA-256. */
   expectSha256?: string;
+  /** Sync the file to disk before it takes its final name. @default true */
+  fsync?: boolean;
 }
 
 /** What a finished transfer reports. */
@@ -61,6 +68,8 @@ export interface TransferResult extends TransferStats {
   name: string;
   path: string;
   seconds: number;
+  /** Connections used, counting reconnects. @default 1 */
+  connections?: number;
 }
 
 /** Default repair rounds, as in the seed. */
@@ -124,21 +133,15 @@ export class FtvClient implements Disposable {
       mtimeMs: info.mtime?.getTime() ?? 0,
       maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
     });
-    const ready = await this.#fc.expect("ready");
-    const have = decodeBitmap(
-      ready.have,
-      chunkCount(info.size, this.chunkSize),
-    );
     this.log.info(
-      `Uploading ${path} as ${name} (${info.size} bytes, ${have.size} chunks${
-        have.count ? `, ${have.count} already on the server` : ""
-      })`,
+      `Uploading ${path} as ${name} (${info.size} bytes, ${
+        chunkCount(info.size, this.chunkSize)
+      } chunks)`,
     );
     const stats = await sendChunks(this.#fc, file, {
-      transferId: ready.transferId,
       size: info.size,
       chunkSize: this.chunkSize,
-      have,
+      ...this.#pacing(options),
       log: this.log,
     });
     this.log.info(`Server verified ${name}: ${stats.sha256}`);
@@ -163,16 +166,12 @@ export class FtvClient implements Disposable {
       chunkSize: offer.chunkSize,
       mtimeMs: offer.mtimeMs,
       sha256: offer.sha256,
-    });
+    }, { fsync: options.fsync ?? true });
     try {
       this.log.info(`Original file checksum: ${offer.sha256}`);
       this.log.info(`Expected chunks: ${store.count}`);
-      await this.#fc.send({
-        type: "ready",
-        transferId: offer.transferId,
-        have: store.have.toBase64(),
-      });
       const stats = await receiveChunks(this.#fc, store, {
+        ...this.#pacing(options),
         transferId: offer.transferId,
         maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
         ...(options.expectSha256 === undefined
@@ -187,32 +186,19 @@ export class FtvClient implements Disposable {
     }
   }
 
+  #pacing(options: TransferOptions) {
+    return {
+      ...(options.limitRate === undefined
+        ? {}
+        : { limiter: new RateLimiter(options.limitRate) }),
+      ...(options.onReady === undefined ? {} : { onReady: options.onReady }),
+    };
+  }
+
   /** The server's stored files. */
   async list(): Promise<FileEntry[]> {
     await this.#fc.send({ type: "list" });
     return (await this.#fc.expect("listing")).files;
-  }
-
-  /** The seed's round trip: upload `path`, then download and verify the server's copy. */
-  async roundTrip(
-    path: string,
-    options: SendOptions & GetOptions = {},
-  ): Promise<TransferResult> {
-    const started = performance.now();
-    const uploaded = await this.send(path, options);
-    this.log.info(`Server checksum: ${uploaded.sha256}`);
-    const out = options.out ?? `received_${uploaded.name}`;
-    const received = await this.get(uploaded.name, {
-      ...options,
-      out,
-      expectSha256: options.expectSha256 ?? uploaded.sha256,
-    });
-    return {
-      ...received,
-      retransmittedChunks: uploaded.retransmittedChunks +
-        received.retransmittedChunks,
-      seconds: elapsed(started),
-    };
   }
 
   /** Closes the connection. */
@@ -223,6 +209,93 @@ export class FtvClient implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** Options for {@linkcode send}, {@linkcode get} and {@linkcode roundTrip}. */
+export interface ClientOptions extends ConnectOptions {
+  /** Repair rounds per connection, and reconnects in a row without progress. @default 3 */
+  maxRetries?: number;
+  /** First reconnect delay in milliseconds, doubling each time. @default 500 */
+  retryDelayMs?: number;
+}
+
+function reconnecting<T extends TransferResult>(
+  options: ClientOptions,
+  run: (client: FtvClient, onReady: (held: number) => void) => Promise<T>,
+): Promise<T> {
+  const log = options.log ?? new Logger("FileTransferClient");
+  return withReconnect({
+    maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
+    ...(options.retryDelayMs === undefined
+      ? {}
+      : { retryDelayMs: options.retryDelayMs }),
+    log,
+  }, async (attempt) => {
+    using client = await FtvClient.connect({ ...options, log });
+    const result = await run(client, (held) => attempt.held(held));
+    return { ...result, connections: attempt.number };
+  });
+}
+
+/**
+ * Uploads a file, reconnecting and resuming when the connection drops.
+ *
+ * @example
+ * ```ts
+ * import { send } from "./client.ts";
+ * const result = await send("big.iso", { host: "127.0.0.1", port: 9999 });
+ * console.log(result.sha256, result.resumedBytes);
+ * ```
+ */
+export function send(
+  path: string,
+  options: ClientOptions & SendOptions = {},
+): Promise<TransferResult> {
+  const started = performance.now();
+  return reconnecting(options, async (client, onReady) => ({
+    ...await client.send(path, { ...options, onReady }),
+    seconds: elapsed(started),
+  }));
+}
+
+/** Downloads a stored file, reconnecting and resuming when the connection drops. */
+export function get(
+  name: string,
+  options: ClientOptions & GetOptions = {},
+): Promise<TransferResult> {
+  const started = performance.now();
+  return reconnecting(options, async (client, onReady) => ({
+    ...await client.get(name, { ...options, onReady }),
+    seconds: elapsed(started),
+  }));
+}
+
+/**
+ * The seed's round trip: upload `path`, then download the server's chunked
+ * copy (to `received_<name>` unless `out` is given) and verify it.
+ */
+export async function roundTrip(
+  path: string,
+  options: ClientOptions & SendOptions & GetOptions = {},
+): Promise<TransferResult> {
+  const started = performance.now();
+  const log = options.log ?? new Logger("FileTransferClient");
+  const uploaded = await send(path, { ...options, log });
+  log.info(`Server checksum: ${uploaded.sha256}`);
+  const received = await get(uploaded.name, {
+    ...options,
+    log,
+    out: options.out ?? `received_${uploaded.name}`,
+    expectSha256: options.expectSha256 ?? uploaded.sha256,
+  });
+  return {
+    ...received,
+    retransmittedChunks: uploaded.retransmittedChunks +
+      received.retransmittedChunks,
+    wireBytes: uploaded.wireBytes + received.wireBytes,
+    connections: (uploaded.connections ?? 1) + (received.connections ?? 1),
+    seconds: elapsed(started),
+  };
 }
 
 async function connectWithTimeout(
@@ -264,14 +337,6 @@ function checkChunkSize(chunkSize: number): void {
     throw new ProtocolError(
       `Cannot use chunk size ${chunkSize}: outside ${MIN_CHUNK_BYTES}..${MAX_CHUNK_BYTES}`,
     );
-  }
-}
-
-function decodeBitmap(encoded: string, count: number): ChunkBitmap {
-  try {
-    return ChunkBitmap.fromBase64(encoded, count);
-  } catch (cause) {
-    throw new ProtocolError("Cannot resume: malformed chunk bitmap", { cause });
   }
 }
 

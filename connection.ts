@@ -51,12 +51,30 @@ export class FramedConnection {
   #reader: FrameReader;
   #idleTimeoutMs: number;
   #closed = false;
+  #bytesSent = 0;
+  #bytesReceived = 0;
 
   /** Wraps an open connection. */
   constructor(conn: Deno.Conn, options: FramedConnectionOptions = {}) {
     this.conn = conn;
-    this.#reader = new FrameReader(conn);
+    this.#reader = new FrameReader({
+      read: async (p) => {
+        const got = await conn.read(p);
+        if (got !== null) this.#bytesReceived += got;
+        return got;
+      },
+    });
     this.#idleTimeoutMs = options.idleTimeoutMs ?? 0;
+  }
+
+  /** Bytes written to the socket so far. */
+  get bytesSent(): number {
+    return this.#bytesSent;
+  }
+
+  /** Bytes read from the socket so far. */
+  get bytesReceived(): number {
+    return this.#bytesReceived;
   }
 
   /** The peer's address as `host:port`. */
@@ -124,6 +142,7 @@ export class FramedConnection {
       while (written < frame.length) {
         written += await this.conn.write(frame.subarray(written));
       }
+      this.#bytesSent += written;
     } catch (error) {
       throw translate(error, `write to ${this.#peerSafe()}`);
     }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { FtvClient } from "./client.ts";
+import { roundTrip } from "./client.ts";
 import type { Io } from "./cli.ts";
 import { Logger, type LogLevel } from "./log.ts";
 import { serve, serveUntilSignal } from "./server.ts";
@@ -83,7 +83,7 @@ export async function runDemo(options: DemoOptions, io: Io): Promise<number> {
     const received = `${workDir}/received_${original.split("/").pop()}`;
     const clientLog = log.child("FileTransferClient");
     if (options.mode === "client") {
-      return await roundTrip(
+      return await demoRoundTrip(
         original,
         received,
         {
@@ -101,7 +101,7 @@ export async function runDemo(options: DemoOptions, io: Io): Promise<number> {
       port: 0,
       dir: `${workDir}/server`,
     });
-    return await roundTrip(
+    return await demoRoundTrip(
       original,
       received,
       {
@@ -117,7 +117,7 @@ export async function runDemo(options: DemoOptions, io: Io): Promise<number> {
   }
 }
 
-async function roundTrip(
+async function demoRoundTrip(
   original: string,
   received: string,
   address: { host: string; port: number },
@@ -126,8 +126,9 @@ async function roundTrip(
   io: Io,
 ): Promise<number> {
   try {
-    using client = await FtvClient.connect({ ...address, log });
-    const result = await client.roundTrip(original, {
+    const result = await roundTrip(original, {
+      ...address,
+      log,
       out: received,
       maxRetries: options.maxRetries,
     });

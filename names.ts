@@ -23,9 +23,11 @@ export function nameProblem(name: string): string | undefined {
     return `name is longer than ${MAX_NAME_BYTES} bytes`;
   }
   // deno-lint-ignore no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(name)) {
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(name)) {
     return "name contains a control character";
   }
+  // A lone surrogate becomes U+FFFD on disk, so two such names share a file.
+  if (!name.isWellFormed()) return "name is not well-formed Unicode";
   if (name.includes("/") || name.includes("\\")) {
     return "name contains a path separator";
   }

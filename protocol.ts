@@ -42,6 +42,7 @@ export const ERROR_CODE = {
   badRequest: "bad_request",
   badName: "bad_name",
   notFound: "not_found",
+  busy: "busy",
   unsupportedVersion: "unsupported_version",
   digestMismatch: "digest_mismatch",
   tooManyRetries: "too_many_retries",
@@ -81,7 +82,8 @@ export type ControlMessage =
     sha256: string;
     mtimeMs: number;
   }
-  | { type: "ready"; transferId: number; have: string }
+  | { type: "ready"; transferId: number; have: string; verifyPart?: boolean }
+  | { type: "sums"; transferId: number; crc32: string }
   | { type: "done"; transferId: number; sha256: string }
   | { type: "nack"; transferId: number; seqs: number[]; round: number }
   | { type: "verified"; transferId: number; sha256: string; bytes: number }
@@ -311,13 +313,16 @@ function decodeBody(kind: number, body: Uint8Array): Frame {
   };
 }
 
-const CONTROL_FIELDS: { [T in ControlType]: Record<string, string> } = {
+/** Field checks: "number" is a non-negative safe integer, "integer" any safe integer. */
+type FieldKind = "number" | "integer" | "string" | "object" | "boolean";
+
+const CONTROL_FIELDS: { [T in ControlType]: Record<string, FieldKind> } = {
   hello: { version: "number", agent: "string" },
   put: {
     name: "string",
     size: "number",
     chunkSize: "number",
-    mtimeMs: "number",
+    mtimeMs: "integer",
     maxRetries: "number",
   },
   get: { name: "string" },
@@ -327,9 +332,10 @@ const CONTROL_FIELDS: { [T in ControlType]: Record<string, string> } = {
     size: "number",
     chunkSize: "number",
     sha256: "string",
-    mtimeMs: "number",
+    mtimeMs: "integer",
   },
   ready: { transferId: "number", have: "string" },
+  sums: { transferId: "number", crc32: "string" },
   done: { transferId: "number", sha256: "string" },
   nack: { transferId: "number", seqs: "object", round: "number" },
   verified: { transferId: "number", sha256: "string", bytes: "number" },
@@ -337,6 +343,46 @@ const CONTROL_FIELDS: { [T in ControlType]: Record<string, string> } = {
   listing: { files: "object" },
   error: { code: "string", message: "string" },
 };
+
+/** Optional fields: checked only when present. */
+const OPTIONAL_FIELDS: { [T in ControlType]?: Record<string, FieldKind> } = {
+  hello: { chunkSize: "number" },
+  get: { maxRetries: "number" },
+  ready: { verifyPart: "boolean" },
+};
+
+const FILE_ENTRY_FIELDS: Record<string, FieldKind> = {
+  name: "string",
+  size: "number",
+  sha256: "string",
+  mtimeMs: "integer",
+};
+
+function fieldProblem(
+  record: Record<string, unknown>,
+  fields: Record<string, FieldKind>,
+  optional: boolean,
+): string | undefined {
+  for (const [field, expected] of Object.entries(fields)) {
+    const actual = record[field];
+    if (optional && actual === undefined) continue;
+    const ok = expected === "number"
+      ? Number.isSafeInteger(actual) && (actual as number) >= 0
+      : expected === "integer"
+      ? Number.isSafeInteger(actual)
+      : typeof actual === expected && actual !== null;
+    if (!ok) {
+      return `field "${field}" must be ${
+        expected === "number"
+          ? "a non-negative integer"
+          : expected === "integer"
+          ? "an integer"
+          : `a ${expected}`
+      }`;
+    }
+  }
+  return undefined;
+}
 
 /** Parses and shape-checks the JSON of a control message. */
 export function parseControl(json: Uint8Array): ControlMessage {
@@ -348,35 +394,46 @@ export function parseControl(json: Uint8Array): ControlMessage {
       cause,
     });
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+  if (!isRecord(value)) {
     throw new ProtocolError("Cannot parse control message: not an object");
   }
-  const record = value as Record<string, unknown>;
-  const type = record.type;
+  const type = value.type;
   if (typeof type !== "string" || !Object.hasOwn(CONTROL_FIELDS, type)) {
     throw new ProtocolError(
       `Cannot parse control message: unknown type ${JSON.stringify(type)}`,
     );
   }
-  for (
-    const [field, expected] of Object.entries(
-      CONTROL_FIELDS[type as ControlType],
-    )
-  ) {
-    const actual = record[field];
-    const ok = expected === "number"
-      ? Number.isSafeInteger(actual) && (actual as number) >= 0
-      : typeof actual === expected && actual !== null;
-    if (!ok) {
+  const problem =
+    fieldProblem(value, CONTROL_FIELDS[type as ControlType], false) ??
+      fieldProblem(value, OPTIONAL_FIELDS[type as ControlType] ?? {}, true);
+  if (problem) {
+    throw new ProtocolError(`Cannot parse "${type}" message: ${problem}`);
+  }
+  if (type === "nack") checkSeqList(value.seqs);
+  if (type === "listing") checkFileList(value.files);
+  return value as ControlMessage;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function checkFileList(files: unknown): void {
+  if (!Array.isArray(files)) {
+    throw new ProtocolError(
+      'Cannot parse "listing" message: "files" must be a list',
+    );
+  }
+  for (const [index, file] of files.entries()) {
+    const problem = isRecord(file)
+      ? fieldProblem(file, FILE_ENTRY_FIELDS, false)
+      : "entry must be an object";
+    if (problem) {
       throw new ProtocolError(
-        `Cannot parse "${type}" message: field "${field}" must be ${
-          expected === "number" ? "a non-negative integer" : `a ${expected}`
-        }`,
+        `Cannot parse "listing" message: file ${index}: ${problem}`,
       );
     }
   }
-  if (type === "nack") checkSeqList(record.seqs);
-  return value as ControlMessage;
 }
 
 function checkSeqList(seqs: unknown): void {
@@ -432,20 +489,35 @@ export class FrameDecoderStream {
 
   /** Creates the decoder; pipe bytes into `writable`, read frames from `readable`. */
   constructor() {
+    let input!: TransformStreamDefaultController<Uint8Array>;
     const { readable, writable } = new TransformStream<
       Uint8Array,
       Uint8Array
-    >();
+    >({ start: (controller) => void (input = controller) });
     this.writable = writable;
     const reader = new FrameReader(streamSource(readable));
     this.readable = ReadableStream.from(
       (async function* () {
-        for (
-          let frame = await reader.next();
-          frame;
-          frame = await reader.next()
-        ) {
-          yield frame;
+        let ended = false;
+        try {
+          for (
+            let frame = await reader.next();
+            frame;
+            frame = await reader.next()
+          ) {
+            yield frame;
+          }
+          ended = true;
+        } catch (error) {
+          // Error the input too, so a pipe into `writable` stops and cancels its source.
+          input.error(error);
+          throw error;
+        } finally {
+          if (!ended) {
+            input.error(
+              new TypeError("Cannot decode frames: the output was cancelled"),
+            );
+          }
         }
       })(),
     );

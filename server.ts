@@ -6,7 +6,6 @@
  * @module
  */
 
-import { ChunkBitmap } from "./bitmap.ts";
 import { Catalog } from "./catalog.ts";
 import { chunkCount, ChunkStore } from "./chunk_store.ts";
 import {
@@ -50,6 +49,8 @@ export interface ServeOptions {
   errorRate?: number;
   /** Seed for the error simulation. */
   seed?: number;
+  /** Sync received files to disk before they take their final name. @default true */
+  fsync?: boolean;
   /** Milliseconds a connection may stay silent mid-request. @default 60000 */
   idleTimeoutMs?: number;
   /** Logger; its level decides what is printed. */
@@ -105,6 +106,7 @@ export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
     chunkSize,
     simulator,
     idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
+    fsync: options.fsync ?? true,
     log,
   });
   log.info(
@@ -135,6 +137,7 @@ interface ServerSettings {
   chunkSize: number;
   simulator: ErrorSimulator | undefined;
   idleTimeoutMs: number;
+  fsync: boolean;
   log: Logger;
 }
 
@@ -279,7 +282,7 @@ class Server implements FtvServer {
     if (this.#busyNames.has(put.name)) {
       return this.#refuse(
         fc,
-        ERROR_CODE.badRequest,
+        ERROR_CODE.busy,
         `Cannot store ${
           JSON.stringify(put.name)
         }: another upload of it is in progress`,
@@ -292,7 +295,7 @@ class Server implements FtvServer {
         size: put.size,
         chunkSize: put.chunkSize,
         mtimeMs: put.mtimeMs,
-      });
+      }, { fsync: this.#settings.fsync });
       const transferId = this.#nextTransferId++;
       try {
         log.info(
@@ -300,11 +303,6 @@ class Server implements FtvServer {
             store.resumedChunks ? `, ${store.resumedChunks} already held` : ""
           })`,
         );
-        await fc.send({
-          type: "ready",
-          transferId,
-          have: store.have.toBase64(),
-        });
         const stats = await receiveChunks(fc, store, {
           transferId,
           maxRetries: Math.min(put.maxRetries, MAX_SERVER_ROUNDS),
@@ -349,7 +347,7 @@ class Server implements FtvServer {
       return this.#refuse(
         fc,
         ERROR_CODE.notFound,
-        `Cannot send ${JSON.stringify(get.name)}: no such file`,
+        `Cannot find ${JSON.stringify(get.name)}: no such file on the server`,
       );
     }
     using file = await Deno.open(catalog.pathOf(get.name), { read: true });
@@ -364,22 +362,12 @@ class Server implements FtvServer {
       sha256: entry.sha256,
       mtimeMs: entry.mtimeMs,
     });
-    const ready = await fc.expect("ready");
-    let have: ChunkBitmap;
-    try {
-      have = ChunkBitmap.fromBase64(ready.have, count);
-    } catch (cause) {
-      throw new ProtocolError("Cannot send file: malformed chunk bitmap", {
-        cause,
-      });
-    }
     log.info(`File split into ${count} chunks`);
     try {
       const stats = await sendChunks(fc, file, {
         transferId,
         size: entry.size,
         chunkSize,
-        have,
         sha256: entry.sha256,
         simulator,
         maxRounds: MAX_SERVER_ROUNDS,

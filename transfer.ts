@@ -10,7 +10,9 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
+import { crc32 } from "node:zlib";
 import { ChunkBitmap } from "./bitmap.ts";
 import {
   bytesHeld,
@@ -21,6 +23,7 @@ import {
 import { type FramedConnection, RemoteError } from "./connection.ts";
 import type { ErrorSimulator } from "./faults.ts";
 import type { Logger } from "./log.ts";
+import type { RateLimiter } from "./rate_limit.ts";
 import {
   allocDataFrame,
   DATA_FRAME_OVERHEAD,
@@ -31,10 +34,16 @@ import {
 
 /** A transfer that ended without a verified file; the message says why. */
 export class TransferError extends Error {
+  /** Whether starting the transfer again may succeed (e.g. after a digest mismatch). */
+  readonly retryable: boolean;
   /** Builds the error; `cause` is passed through. */
-  constructor(message: string, options?: ErrorOptions) {
+  constructor(
+    message: string,
+    options?: ErrorOptions & { retryable?: boolean },
+  ) {
     super(message, options);
     this.name = "TransferError";
+    this.retryable = options?.retryable ?? false;
   }
 }
 
@@ -47,6 +56,8 @@ export interface TransferStats {
   retransmittedChunks: number;
   /** Transmission rounds: 1 plus the repair rounds used. */
   attempts: number;
+  /** Bytes this side put on (sender) or took off (receiver) the wire for this transfer. */
+  wireBytes: number;
   /** Chunks the receiver already held from an earlier run. */
   resumedChunks: number;
   resumedBytes: number;
@@ -66,38 +77,47 @@ export function repairCopies(round: number): number {
 
 /** Options for {@linkcode sendChunks}. */
 export interface SendChunksOptions {
-  transferId: number;
+  /** The transfer's id; when absent, the one in the receiver's `ready` is used. */
+  transferId?: number;
   size: number;
   chunkSize: number;
-  /** Chunks the receiver already holds; they are not sent. */
-  have?: ChunkBitmap;
   /** The file's SHA-256 when known; otherwise computed while sending in order. */
   sha256?: string;
   /** Damages outgoing chunks, for the demo and tests. */
   simulator?: ErrorSimulator;
   /** Upper bound on repair rounds this side serves. @default 100 */
   maxRounds?: number;
+  /** Paces outgoing chunk bytes. */
+  limiter?: RateLimiter;
+  /** Told how many chunks the receiver already holds, once it says so. */
+  onReady?: (heldChunks: number) => void;
   log?: Logger;
 }
 
-/** Sends a file's chunks until the receiver reports it verified. */
+/**
+ * Sends a file's chunks until the receiver reports it verified: waits for the
+ * receiver's `ready` (which chunks it holds), sends the rest, then serves
+ * repair rounds.
+ */
 export async function sendChunks(
   fc: FramedConnection,
   file: Deno.FsFile,
   options: SendChunksOptions,
 ): Promise<TransferStats> {
-  const { transferId, size, chunkSize, simulator } = options;
+  const { size, chunkSize, simulator, limiter } = options;
+  const wireStart = fc.bytesSent;
   const count = chunkCount(size, chunkSize);
-  const have = options.have ?? new ChunkBitmap(count);
   const reader = new ChunkReader(file, size, chunkSize);
+  const { transferId, have } = await awaitReady(fc, options.transferId, reader);
+  options.onReady?.(have.count);
   let sha256 = options.sha256;
   if (sha256 === undefined && simulator) sha256 = await reader.digest();
   const firstRound = have.missing();
   const order = simulator ? simulator.order(firstRound) : firstRound;
   if (sha256 === undefined) {
-    sha256 = await sendInOrderHashing(fc, reader, transferId, have);
+    sha256 = await sendInOrderHashing(fc, reader, transferId, have, limiter);
   } else {
-    await sendFrames(fc, reader, transferId, order, 1, simulator);
+    await sendFrames(fc, reader, transferId, order, 1, simulator, limiter);
   }
   await fc.send({ type: "done", transferId, sha256 });
   let retransmitted = 0;
@@ -112,6 +132,7 @@ export async function sendChunks(
         chunks: count,
         retransmittedChunks: retransmitted,
         attempts: rounds + 1,
+        wireBytes: fc.bytesSent - wireStart,
         resumedChunks: have.count,
         resumedBytes: bytesHeld(have, size, chunkSize),
       };
@@ -151,9 +172,61 @@ export async function sendChunks(
       seqs,
       copies,
       simulator,
+      limiter,
     );
     await fc.send({ type: "done", transferId, sha256 });
   }
+}
+
+/**
+ * Waits for the receiver's `ready`. A receiver that lost its resume state
+ * asks for every chunk's CRC-32 first, to re-verify its part file.
+ */
+async function awaitReady(
+  fc: FramedConnection,
+  expectedId: number | undefined,
+  reader: ChunkReader,
+): Promise<{ transferId: number; have: ChunkBitmap }> {
+  let ready = await fc.expect("ready");
+  const transferId = expectedId ?? ready.transferId;
+  if (ready.verifyPart && ready.transferId === transferId) {
+    const sums = await reader.checksums();
+    await fc.send({ type: "sums", transferId, crc32: encodeChecksums(sums) });
+    ready = await fc.expect("ready");
+  }
+  if (ready.transferId !== transferId || ready.verifyPart) {
+    throw new ProtocolError('Cannot start sending: unexpected "ready"');
+  }
+  return { transferId, have: decodeBitmap(ready.have, reader.count) };
+}
+
+/** Decodes a peer's chunk bitmap; a malformed one is a protocol error. */
+export function decodeBitmap(encoded: string, count: number): ChunkBitmap {
+  try {
+    return ChunkBitmap.fromBase64(encoded, count);
+  } catch (cause) {
+    throw new ProtocolError("Cannot resume: malformed chunk bitmap", { cause });
+  }
+}
+
+/** Chunk CRC-32s as base64 of big-endian u32s. */
+export function encodeChecksums(sums: Uint32Array): string {
+  const bytes = new Uint8Array(sums.length * 4);
+  const view = new DataView(bytes.buffer);
+  sums.forEach((sum, i) => view.setUint32(i * 4, sum));
+  return Buffer.from(bytes).toString("base64");
+}
+
+/** The inverse of {@linkcode encodeChecksums}; a wrong count is a protocol error. */
+export function decodeChecksums(encoded: string, count: number): Uint32Array {
+  const bytes = Buffer.from(encoded, "base64");
+  if (bytes.length !== count * 4) {
+    throw new ProtocolError(
+      `Cannot verify part file: ${bytes.length} checksum bytes for ${count} chunks`,
+    );
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return Uint32Array.from({ length: count }, (_, i) => view.getUint32(i * 4));
 }
 
 async function sendInOrderHashing(
@@ -161,6 +234,7 @@ async function sendInOrderHashing(
   reader: ChunkReader,
   transferId: number,
   have: ChunkBitmap,
+  limiter: RateLimiter | undefined,
 ): Promise<string> {
   const hash = createHash("sha256");
   let next = reader.frame(0);
@@ -168,7 +242,9 @@ async function sendInOrderHashing(
     const frame = await next;
     if (seq + 1 < reader.count) next = reader.frame(seq + 1);
     hash.update(frame.subarray(DATA_FRAME_OVERHEAD));
-    if (!have.has(seq)) await fc.write(sealDataFrame(frame, transferId, seq));
+    if (have.has(seq)) continue;
+    await limiter?.consume(frame.length);
+    await fc.write(sealDataFrame(frame, transferId, seq));
   }
   if (reader.count === 0) await next.catch(() => undefined);
   return hash.digest("hex");
@@ -181,6 +257,7 @@ async function sendFrames(
   seqs: readonly number[],
   copies: number,
   simulator: ErrorSimulator | undefined,
+  limiter: RateLimiter | undefined,
 ): Promise<number> {
   let sent = 0;
   if (seqs.length === 0) return sent;
@@ -192,6 +269,7 @@ async function sendFrames(
     for (let copy = 0; copy < copies; copy++) {
       const fate = simulator?.fate(seq) ?? "deliver";
       if (fate === "lose") continue;
+      await limiter?.consume(frame.length);
       if (fate === "corrupt") {
         const damaged = frame.slice();
         simulator!.corrupt(damaged.subarray(DATA_FRAME_OVERHEAD));
@@ -242,6 +320,14 @@ class ChunkReader {
     return frame;
   }
 
+  async checksums(): Promise<Uint32Array> {
+    const sums = new Uint32Array(this.count);
+    for (let seq = 0; seq < this.count; seq++) {
+      sums[seq] = crc32((await this.frame(seq)).subarray(DATA_FRAME_OVERHEAD));
+    }
+    return sums;
+  }
+
   async digest(): Promise<string> {
     const hash = createHash("sha256");
     for (let seq = 0; seq < this.count; seq++) {
@@ -258,22 +344,36 @@ export interface ReceiveChunksOptions {
   maxRetries: number;
   /** A digest the file must have (from the offer or the user). */
   expectedSha256?: string;
+  /** Paces incoming chunk bytes (the sender slows down through TCP). */
+  limiter?: RateLimiter;
+  /** Told how many chunks are already held, once the sender knows. */
+  onReady?: (heldChunks: number) => void;
   log?: Logger;
 }
+
+/** Most chunks whose checksums one `sums` message may carry. */
+export const MAX_SUMS_CHUNKS = 512 * 1024;
 
 /** Writes still queued before the receiver stops reading the socket. */
 const MAX_PENDING_WRITES = 8;
 /** Sequence numbers shown in one log line. */
 const MAX_LOGGED_SEQS = 20;
 
-/** Receives chunks into `store` until the file is verified and finalised. */
+/**
+ * Receives chunks into `store` until the file is verified and finalised:
+ * tells the sender which chunks are held (`ready`), then writes good chunks
+ * and asks again for missing or damaged ones.
+ */
 export async function receiveChunks(
   fc: FramedConnection,
   store: ChunkStore,
   options: ReceiveChunksOptions,
 ): Promise<TransferStats> {
-  const { transferId, maxRetries, log } = options;
+  const { transferId, maxRetries, log, limiter } = options;
   const { size, chunkSize } = store.manifest;
+  const wireStart = fc.bytesReceived;
+  await announceHeld(fc, store, transferId, log);
+  options.onReady?.(store.have.count);
   const pending: Promise<void>[] = [];
   let round = 0;
   let retransmitted = 0;
@@ -284,6 +384,7 @@ export async function receiveChunks(
         `Cannot finish receiving: the sender closed the connection with ${
           store.count - store.have.count
         } chunk(s) missing`,
+        { retryable: true },
       );
     }
     if (frame.kind === "data") {
@@ -297,6 +398,7 @@ export async function receiveChunks(
         log?.warn("Dropped a damaged chunk whose header cannot be trusted");
         continue;
       }
+      await limiter?.consume(frame.payload.length);
       const expectedLength = chunkLength(frame.seq, size, chunkSize);
       if (!frame.intact || frame.payload.length !== expectedLength) {
         log?.warn(`Checksum mismatch for chunk ${frame.seq}; will ask again`);
@@ -347,7 +449,9 @@ export async function receiveChunks(
       const reason =
         `SHA-256 ${actual} does not match the expected ${expected}`;
       await fc.sendError(ERROR_CODE.digestMismatch, reason);
-      throw new TransferError(`Cannot verify file: ${reason}`);
+      throw new TransferError(`Cannot verify file: ${reason}`, {
+        retryable: true,
+      });
     }
     log?.info("Checksum verification successful!");
     await store.finalize();
@@ -363,10 +467,41 @@ export async function receiveChunks(
       chunks: store.count,
       retransmittedChunks: retransmitted,
       attempts: round + 1,
+      wireBytes: fc.bytesReceived - wireStart,
       resumedChunks: store.resumedChunks,
       resumedBytes: store.resumedBytes,
     };
   }
+}
+
+/** Sends `ready`, first re-verifying a part file whose state was lost. */
+async function announceHeld(
+  fc: FramedConnection,
+  store: ChunkStore,
+  transferId: number,
+  log: Logger | undefined,
+): Promise<void> {
+  if (store.needsVerification && store.count <= MAX_SUMS_CHUNKS) {
+    log?.warn(
+      `Resume state for ${store.path} is missing or damaged; re-verifying the part file`,
+    );
+    await fc.send({
+      type: "ready",
+      transferId,
+      have: store.have.toBase64(),
+      verifyPart: true,
+    });
+    const sums = await fc.expect("sums");
+    const held = await store.verifyPart(
+      decodeChecksums(sums.crc32, store.count),
+    );
+    log?.info(`Part file re-verified: ${held} of ${store.count} chunks intact`);
+  } else if (store.resumedChunks > 0) {
+    log?.info(
+      `Resuming ${store.path}: ${store.resumedChunks} of ${store.count} chunks already held`,
+    );
+  }
+  await fc.send({ type: "ready", transferId, have: store.have.toBase64() });
 }
 
 /** `[1, 2, 3]`, or the first few and a count when the list is long. */

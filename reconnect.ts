@@ -1,0 +1,95 @@
+/**
+ * Reconnecting after a dropped connection, a restarted server or a damaged
+ * stream: exponential backoff with jitter, and a retry budget that counts
+ * consecutive failures without progress, so a long transfer over a link that
+ * keeps breaking still finishes while a dead server is given up on.
+ *
+ * @module
+ */
+
+import { ConnectionError, RemoteError } from "./connection.ts";
+import type { Logger } from "./log.ts";
+import { ERROR_CODE, ProtocolError } from "./protocol.ts";
+import { TransferError } from "./transfer.ts";
+
+/** Options for {@linkcode withReconnect}. */
+export interface ReconnectOptions {
+  /** Consecutive failed attempts without progress before giving up. */
+  maxRetries: number;
+  /** First backoff delay in milliseconds; it doubles after each failure. @default 500 */
+  retryDelayMs?: number;
+  /** Longest single backoff delay. @default 30000 */
+  maxDelayMs?: number;
+  log?: Logger;
+}
+
+/** What an attempt reports so the retry budget can tell progress from failure. */
+export interface Attempt {
+  /** Number of this connection attempt, from 1. */
+  readonly number: number;
+  /** Call with the chunks the receiver held when the transfer started. */
+  held(chunks: number): void;
+}
+
+/** Whether another connection might succeed where this one failed. */
+export function isRetryable(error: unknown): boolean {
+  if (error instanceof ConnectionError || error instanceof ProtocolError) {
+    return true;
+  }
+  if (error instanceof TransferError) return error.retryable;
+  if (error instanceof RemoteError) {
+    return error.code === ERROR_CODE.busy ||
+      error.code === ERROR_CODE.protocol ||
+      error.code === ERROR_CODE.internal ||
+      error.code === ERROR_CODE.digestMismatch;
+  }
+  return false;
+}
+
+/** Backoff before retry `failure` (from 1): doubling, capped, with ±50% jitter. */
+export function backoffMs(
+  failure: number,
+  retryDelayMs: number,
+  maxDelayMs: number,
+): number {
+  const base = Math.min(maxDelayMs, retryDelayMs * 2 ** (failure - 1));
+  return base * (0.5 + Math.random());
+}
+
+/**
+ * Runs `task` until it succeeds, retrying retryable failures. The budget is
+ * reset whenever an attempt starts with more chunks held than any before it.
+ */
+export async function withReconnect<T>(
+  options: ReconnectOptions,
+  task: (attempt: Attempt) => Promise<T>,
+): Promise<T> {
+  const retryDelayMs = options.retryDelayMs ?? 500;
+  const maxDelayMs = options.maxDelayMs ?? 30_000;
+  let failures = 0;
+  let bestHeld = -1;
+  for (let number = 1;; number++) {
+    const attempt: Attempt = {
+      number,
+      held(chunks) {
+        if (chunks > bestHeld) {
+          if (bestHeld >= 0) failures = 0;
+          bestHeld = chunks;
+        }
+      },
+    };
+    try {
+      return await task(attempt);
+    } catch (error) {
+      if (!isRetryable(error) || failures >= options.maxRetries) throw error;
+      failures++;
+      const delay = backoffMs(failures, retryDelayMs, maxDelayMs);
+      options.log?.warn(
+        `${(error as Error).message}; reconnecting in ${
+          (delay / 1000).toFixed(1)
+        } s (retry ${failures}/${options.maxRetries})`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}

@@ -1,0 +1,465 @@
+/**
+ * Shared helpers for ftv's tests: temporary folders, random files, digests,
+ * running the CLI as a child process, a server child whose port is read from
+ * its log, and raw sockets that read until the peer closes.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { Logger, type LogLevel } from "../log.ts";
+import { type Frame, FrameReader } from "../protocol.ts";
+
+/** Absolute path of the CLI entry point. */
+export const MOD_PATH: string = new URL("../mod.ts", import.meta.url).pathname;
+
+/** How every CLI child runs: the permissions a user would grant. */
+export const DENO_RUN_ARGS: readonly string[] = [
+  "run",
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  MOD_PATH,
+];
+
+/** One log line in the seed's format. */
+export const LOG_LINE =
+  /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - FileTransfer(Client|Server|Demo) - (INFO|WARNING|ERROR) - /;
+
+/** What a stack trace line looks like; never shown to a CLI user. */
+export const STACK_LINE = "    at ";
+
+/** Longest a CLI child may run before it is killed and the test fails. */
+const CLI_TIMEOUT_MS = 30_000;
+/** Longest a server child may take to log its port. */
+const START_TIMEOUT_MS = 15_000;
+/** Longest a stopped server child may take to exit before SIGKILL. */
+const STOP_TIMEOUT_MS = 10_000;
+/** Bound on stream reads in any one loop here. */
+const MAX_READS = 1_000_000;
+
+/** A temporary folder removed (with its contents) on dispose. */
+export interface TempDir extends AsyncDisposable {
+  readonly path: string;
+  /** `path` joined with `parts` by "/". */
+  join(...parts: string[]): string;
+}
+
+/** Creates a temporary folder; hold it with `await using`. */
+export async function tempDir(prefix = "ftv-test-"): Promise<TempDir> {
+  const path = await Deno.makeTempDir({ prefix });
+  return {
+    path,
+    join: (...parts) => [path, ...parts].join("/"),
+    async [Symbol.asyncDispose]() {
+      await Deno.remove(path, { recursive: true });
+    },
+  };
+}
+
+export { writeRandomFile } from "../demo.ts";
+
+/** SHA-256 of a file as lowercase hex, streamed through `node:crypto`. */
+export async function sha256File(path: string): Promise<string> {
+  using file = await Deno.open(path, { read: true });
+  const hash = createHash("sha256");
+  const buffer = new Uint8Array(1024 * 1024);
+  for (let i = 0; i < MAX_READS; i++) {
+    const got = await file.read(buffer);
+    if (got === null) return hash.digest("hex");
+    hash.update(buffer.subarray(0, got));
+  }
+  throw new RangeError(`Cannot hash ${path}: more than ${MAX_READS} reads`);
+}
+
+const commandPresence = new Map<string, boolean>();
+
+/** Whether an external command can be run here. */
+export async function hasCommand(name: string): Promise<boolean> {
+  let present = commandPresence.get(name);
+  if (present === undefined) {
+    try {
+      await new Deno.Command(name, {
+        args: ["--version"],
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      present = true;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      present = false;
+    }
+    commandPresence.set(name, present);
+  }
+  return present;
+}
+
+/** The digest `sha256sum` prints for `path` (computed natively when it is absent). */
+export async function sha256sum(path: string): Promise<string> {
+  if (!(await hasCommand("sha256sum"))) return await sha256File(path);
+  const { code, stdout } = await new Deno.Command("sha256sum", {
+    args: [path],
+    stdin: "null",
+    stderr: "inherit",
+  }).output();
+  if (code !== 0) throw new Error(`sha256sum ${path} exited with ${code}`);
+  return new TextDecoder().decode(stdout).split(/\s/)[0]!;
+}
+
+/** Whether two files hold the same bytes: `cmp` when present, else SHA-256. */
+export async function sameBytes(a: string, b: string): Promise<boolean> {
+  if (await hasCommand("cmp")) {
+    const { code } = await new Deno.Command("cmp", {
+      args: ["-s", a, b],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    if (code > 1) throw new Error(`cmp ${a} ${b} failed with ${code}`);
+    return code === 0;
+  }
+  const [sa, sb] = await Promise.all([sha256File(a), sha256File(b)]);
+  return sa === sb;
+}
+
+/** Whether `path` exists. */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/** Names in a folder, sorted. */
+export async function listDir(path: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(path)) names.push(entry.name);
+  return names.sort();
+}
+
+/** What a finished CLI child did. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** Wall-clock milliseconds from spawn to exit. */
+  ms: number;
+}
+
+/** Options for {@linkcode runCli}. */
+export interface RunCliOptions {
+  /** Working folder of the child. */
+  cwd?: string;
+  /** Extra environment variables. */
+  env?: Record<string, string>;
+  /** Kill the child after this long. @default 30000 */
+  timeoutMs?: number;
+}
+
+function kill(child: Deno.ChildProcess, signal: Deno.Signal): void {
+  try {
+    child.kill(signal);
+  } catch {
+    // Already exited.
+  }
+}
+
+/** Runs `ftv <args>` as a child process and captures its output. */
+export async function runCli(
+  args: string[],
+  options: RunCliOptions = {},
+): Promise<CliResult> {
+  const started = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...DENO_RUN_ARGS, ...args],
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    ...(options.env === undefined ? {} : { env: options.env }),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    kill(child, "SIGKILL");
+  }, options.timeoutMs ?? CLI_TIMEOUT_MS);
+  try {
+    const output = await child.output();
+    const decoder = new TextDecoder();
+    const result = {
+      code: output.code,
+      stdout: decoder.decode(output.stdout),
+      stderr: decoder.decode(output.stderr),
+      ms: performance.now() - started,
+    };
+    if (timedOut) {
+      throw new Error(
+        `ftv ${args.join(" ")} was killed after ${
+          options.timeoutMs ?? CLI_TIMEOUT_MS
+        } ms\n${result.stderr}`,
+      );
+    }
+    return result;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Non-empty lines of `text`. */
+export function lines(text: string): string[] {
+  return text.split("\n").filter((line) => line.trim() !== "");
+}
+
+/** A running `ftv server` child process; stopped with SIGTERM on dispose. */
+export interface ServerProcess extends AsyncDisposable {
+  /** The port the server logged. */
+  readonly port: number;
+  /** Everything the server has written to stderr so far. */
+  log(): string;
+  /** Sends SIGTERM, waits for the exit and the end of its log. */
+  stop(): Promise<Deno.CommandStatus>;
+}
+
+/**
+ * Starts `ftv server --host 127.0.0.1 --port 0 <args>` and resolves once it
+ * has logged the port it bound.
+ */
+export async function spawnServer(args: string[]): Promise<ServerProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      ...DENO_RUN_ARGS,
+      "server",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      ...args,
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let log = "";
+  let port: number | undefined;
+  const timer = setTimeout(() => kill(child, "SIGKILL"), START_TIMEOUT_MS);
+  try {
+    for (let i = 0; i < MAX_READS && port === undefined; i++) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      log += value;
+      const match = log.match(/Server started on 127\.0\.0\.1:(\d+)\n/);
+      if (match) port = Number(match[1]);
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  if (port === undefined) {
+    kill(child, "SIGKILL");
+    await reader.cancel();
+    const status = await child.status;
+    throw new Error(
+      `Cannot start server: no port logged (exit ${status.code})\n${log}`,
+    );
+  }
+  const drained = (async () => {
+    for (let i = 0; i < MAX_READS; i++) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      log += value;
+    }
+    await reader.cancel();
+  })();
+  let stopped: Promise<Deno.CommandStatus> | undefined;
+  const stop = () => {
+    stopped ??= (async () => {
+      kill(child, "SIGTERM");
+      const fallback = setTimeout(
+        () => kill(child, "SIGKILL"),
+        STOP_TIMEOUT_MS,
+      );
+      try {
+        const status = await child.status;
+        await drained;
+        return status;
+      } finally {
+        clearTimeout(fallback);
+      }
+    })();
+    return stopped;
+  };
+  return {
+    port,
+    log: () => log,
+    stop,
+    async [Symbol.asyncDispose]() {
+      await stop();
+    },
+  };
+}
+
+/** A port on 127.0.0.1 that nobody listens on (bound, noted, closed). */
+export function unusedPort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+/** Collects log lines of in-process servers and clients; lets a test wait for one. */
+export class LogCapture {
+  readonly lines: string[] = [];
+  #waiters: { pattern: RegExp; resolve: () => void }[] = [];
+
+  /** A logger for `component` writing here. */
+  logger(component: string, level: LogLevel = "INFO"): Logger {
+    return new Logger(component, {
+      level,
+      sink: (line) => {
+        this.lines.push(line);
+        this.#waiters = this.#waiters.filter((waiter) => {
+          if (!waiter.pattern.test(line)) return true;
+          waiter.resolve();
+          return false;
+        });
+      },
+    });
+  }
+
+  /** Resolves once a line matches `pattern`; rejects after `timeoutMs`. */
+  waitFor(pattern: RegExp, timeoutMs = 5000): Promise<void> {
+    if (this.lines.some((line) => pattern.test(line))) return Promise.resolve();
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    const timer = setTimeout(() => {
+      this.#waiters = this.#waiters.filter((waiter) => waiter !== entry);
+      reject(
+        new Error(`No log line matched ${pattern} within ${timeoutMs} ms`),
+      );
+    }, timeoutMs);
+    const entry = {
+      pattern,
+      resolve: () => {
+        clearTimeout(timer);
+        resolve();
+      },
+    };
+    this.#waiters.push(entry);
+    return promise;
+  }
+}
+
+/** How a raw connection ended. */
+export interface ClosedConnection {
+  /** Frames the peer sent before closing. */
+  frames: Frame[];
+  /** "eof" for a clean close, "reset" for a TCP reset. */
+  end: "eof" | "reset";
+}
+
+/**
+ * Reads `conn` until the peer closes it and decodes what arrived; fails when
+ * the peer keeps it open longer than `timeoutMs`.
+ */
+export async function readUntilClosed(
+  conn: Deno.Conn,
+  timeoutMs = 5000,
+): Promise<ClosedConnection> {
+  const pieces: Uint8Array[] = [];
+  const buffer = new Uint8Array(64 * 1024);
+  let timedOut = false;
+  let end: "eof" | "reset" | undefined;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    conn.close();
+  }, timeoutMs);
+  try {
+    for (let i = 0; i < MAX_READS && end === undefined; i++) {
+      let got: number | null;
+      try {
+        got = await conn.read(buffer);
+      } catch (error) {
+        if (timedOut) break;
+        if (error instanceof Deno.errors.ConnectionReset) {
+          end = "reset";
+          break;
+        }
+        throw error;
+      }
+      if (got === null) end = "eof";
+      else pieces.push(buffer.slice(0, got));
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  if (end === undefined) {
+    throw new Error(`The peer kept the connection open for ${timeoutMs} ms`);
+  }
+  return { frames: await decodeFrames(concat(pieces)), end };
+}
+
+/** Decodes whole frames from `bytes`; a trailing partial frame throws. */
+export async function decodeFrames(bytes: Uint8Array): Promise<Frame[]> {
+  let offset = 0;
+  const reader = new FrameReader({
+    read(p) {
+      if (offset >= bytes.length) return Promise.resolve(null);
+      const n = Math.min(p.length, bytes.length - offset);
+      p.set(bytes.subarray(offset, offset + n));
+      offset += n;
+      return Promise.resolve(n);
+    },
+  });
+  const frames: Frame[] = [];
+  for (let i = 0; i < MAX_READS; i++) {
+    const frame = await reader.next();
+    if (frame === null) break;
+    frames.push(frame);
+  }
+  return frames;
+}
+
+/** Reads the next frame from `reader`, closing `conn` when none comes in `timeoutMs`. */
+export async function nextFrame(
+  reader: FrameReader,
+  conn: Deno.Conn,
+  timeoutMs = 5000,
+): Promise<Frame | null> {
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    conn.close();
+  }, timeoutMs);
+  try {
+    return await reader.next();
+  } catch (error) {
+    if (timedOut) throw new Error(`No frame arrived within ${timeoutMs} ms`);
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Writes all of `bytes` to `conn`. */
+export async function writeAll(
+  conn: Deno.Conn,
+  bytes: Uint8Array,
+): Promise<void> {
+  let written = 0;
+  for (let i = 0; i < MAX_READS && written < bytes.length; i++) {
+    written += await conn.write(bytes.subarray(written));
+  }
+}
+
+function concat(pieces: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(pieces.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const piece of pieces) {
+    out.set(piece, at);
+    at += piece.length;
+  }
+  return out;
+}

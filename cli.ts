@@ -209,7 +209,9 @@ type Values = Record<string, string | boolean | undefined>;
 
 /** Where a command writes its result and messages; tests capture them. */
 export interface Io {
+  /** Writes a line of results (standard output). */
   out(text: string): void;
+  /** Writes a line of messages (standard error). */
   err(text: string): void;
 }
 

@@ -65,8 +65,11 @@ export interface GetOptions extends TransferOptions {
 
 /** What a finished transfer reports. */
 export interface TransferResult extends TransferStats {
+  /** The file's name on the server. */
   name: string;
+  /** The local path read or written. */
   path: string;
+  /** Wall-clock time of the transfer. */
   seconds: number;
   /** Connections used, counting reconnects. @default 1 */
   connections?: number;
@@ -77,6 +80,7 @@ export const DEFAULT_MAX_RETRIES = 3;
 
 /** A connection to an ftv server. */
 export class FtvClient implements Disposable {
+  /** Where this client logs. */
   readonly log: Logger;
   /** Chunk size the server announced. */
   readonly chunkSize: number;
@@ -206,6 +210,7 @@ export class FtvClient implements Disposable {
     this.#fc.close();
   }
 
+  /** Closes the connection (for `using`). */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -45,6 +45,7 @@ export function formatTimestamp(date: Date): string {
 
 /** A named component's logger, e.g. `FileTransferServer`. */
 export class Logger {
+  /** The component named in each line, e.g. `FileTransferClient`. */
   readonly component: string;
   #min: number;
   #sink: LogSink;

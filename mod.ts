@@ -5,24 +5,31 @@
  *
  * @example
  * ```ts
- * import { FtvClient, serve } from "@ftv/cli";
+ * import { send, serve } from "@ftv/cli";
  * await using server = await serve({ host: "127.0.0.1", port: 0, dir: "./ftv-data" });
- * using client = await FtvClient.connect({ host: "127.0.0.1", port: server.addr.port });
- * const result = await client.send("README.md");
+ * const result = await send("README.md", { host: "127.0.0.1", port: server.addr.port });
  * console.log(result.sha256);
  * ```
  *
  * @module
  */
 
-export { FtvClient } from "./client.ts";
+export { FtvClient, get, roundTrip, send } from "./client.ts";
 export type {
+  ClientOptions,
   ConnectOptions,
   GetOptions,
   SendOptions,
+  TransferOptions,
   TransferResult,
 } from "./client.ts";
 export { serve } from "./server.ts";
+export { startProxy } from "./proxy.ts";
+export type {
+  FaultProxy,
+  FaultProxyOptions,
+  FaultProxyStats,
+} from "./proxy.ts";
 export type { FtvServer, ServeOptions } from "./server.ts";
 export { ConnectionError, RemoteError } from "./connection.ts";
 export { TransferError } from "./transfer.ts";
@@ -31,12 +38,22 @@ export { hashFile } from "./digest.ts";
 export {
   encodeControl,
   encodeData,
+  ERROR_CODE,
   FrameDecoderStream,
   PROTOCOL_VERSION,
   ProtocolError,
 } from "./protocol.ts";
-export type { ControlMessage, FileEntry, Frame } from "./protocol.ts";
+export type {
+  ControlMessage,
+  DataFrame,
+  ErrorCode,
+  FileEntry,
+  Frame,
+} from "./protocol.ts";
 export { EXIT, main } from "./cli.ts";
+export type { Io } from "./cli.ts";
+export { Logger } from "./log.ts";
+export type { LoggerOptions, LogLevel, LogSink } from "./log.ts";
 export { VERSION } from "./version.ts";
 
 import { main } from "./cli.ts";

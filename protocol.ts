@@ -55,9 +55,13 @@ export type ErrorCode = typeof ERROR_CODE[keyof typeof ERROR_CODE];
 
 /** A stored file as `list` reports it. */
 export interface FileEntry {
+  /** Stored name. */
   name: string;
+  /** Size in bytes. */
   size: number;
+  /** Whole-file SHA-256, lowercase hex. */
   sha256: string;
+  /** Modification time, ms since the epoch. */
   mtimeMs: number;
 }
 
@@ -102,12 +106,17 @@ export type ControlOf<T extends ControlType> = Extract<
 
 /** A decoded data frame. */
 export interface DataFrame {
+  /** Always `"data"`. */
   kind: "data";
+  /** The transfer the chunk belongs to. */
   transferId: number;
+  /** The chunk's sequence number. */
   seq: number;
+  /** Frame flags (0 in ftv/1). */
   flags: number;
   /** False when the CRC did not match: the chunk must be asked for again. */
   intact: boolean;
+  /** The chunk's bytes. */
   payload: Uint8Array;
 }
 

@@ -49,8 +49,11 @@ export class TransferError extends Error {
 
 /** What one transfer did, as reported by `--json`. */
 export interface TransferStats {
+  /** Whole-file SHA-256, lowercase hex, as `sha256sum` prints it. */
   sha256: string;
+  /** File size in bytes. */
   bytes: number;
+  /** Number of chunks. */
   chunks: number;
   /** Chunk frames sent (sender) or received (receiver) in repair rounds. */
   retransmittedChunks: number;
@@ -60,6 +63,7 @@ export interface TransferStats {
   wireBytes: number;
   /** Chunks the receiver already held from an earlier run. */
   resumedChunks: number;
+  /** Bytes in those chunks. */
   resumedBytes: number;
 }
 

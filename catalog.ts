@@ -7,7 +7,7 @@
  */
 
 import { hashFile } from "./digest.ts";
-import { META_DIR, nameProblem } from "./names.ts";
+import { META_DIR, nameProblem, PART_SUFFIX, STATE_SUFFIX } from "./names.ts";
 import type { FileEntry } from "./protocol.ts";
 
 interface CachedDigest {
@@ -32,6 +32,38 @@ export class Catalog {
   /** The path where `name` is stored. */
   pathOf(name: string): string {
     return `${this.dir}/${name}`;
+  }
+
+  /**
+   * Why `name` may not be used even though it is well-formed: the file, its
+   * part file or its state is a symbolic link, which could lead a write or a
+   * read out of the folder. `undefined` when it may.
+   */
+  async linkProblem(name: string): Promise<string | undefined> {
+    for (const suffix of ["", PART_SUFFIX, STATE_SUFFIX]) {
+      try {
+        if ((await Deno.lstat(this.pathOf(name + suffix))).isSymlink) {
+          return `${JSON.stringify(name + suffix)} is a symbolic link`;
+        }
+      } catch (error) {
+        if (!(error instanceof Deno.errors.NotFound)) throw error;
+      }
+    }
+    return undefined;
+  }
+
+  /** Bytes taken by every stored file and part file. */
+  async totalBytes(): Promise<number> {
+    let total = 0;
+    for await (const item of Deno.readDir(this.dir)) {
+      if (!item.isFile) continue;
+      try {
+        total += (await Deno.stat(this.pathOf(item.name))).size;
+      } catch {
+        // Removed meanwhile.
+      }
+    }
+    return total;
   }
 
   /** Every stored file, by name. */

@@ -15,18 +15,21 @@ import {
   send,
   type TransferResult,
 } from "./client.ts";
+import { AuthenticationError } from "./auth.ts";
 import { parseHostPort, startProxy } from "./proxy.ts";
-import { parseRate } from "./rate_limit.ts";
+import { normalizeFingerprint } from "./tls.ts";
+import { defaultKnownHostsPath, TrustError, type TrustMode } from "./trust.ts";
+import { parseBytes } from "./rate_limit.ts";
 import { ConnectionError, RemoteError } from "./connection.ts";
 import { runDemo } from "./demo.ts";
 import { Logger, type LogLevel } from "./log.ts";
 import { ProtocolError } from "./protocol.ts";
-import { serveUntilSignal } from "./server.ts";
+import { type ServeOptions, serveUntilSignal } from "./server.ts";
 import { TransferError } from "./transfer.ts";
 import { VERSION } from "./version.ts";
 
 /** Exit codes. */
-export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+export const EXIT = { ok: 0, failed: 1, usage: 2, auth: 3 } as const;
 
 /** A mistake in the command line: exit code 2. */
 export class UsageError extends Error {
@@ -42,6 +45,13 @@ const CONNECT_HELP = `  --host HOST          server host (default: localhost)
   --timeout SECONDS    drop a connection silent for this long (default: 30)
   --retry-delay SECS   first reconnect delay, doubling with jitter (default: 0.5)
   --limit-rate RATE    stay under RATE bytes/s, e.g. 500k, 20M (default: none)
+  --token TOKEN        token for a server that requires one (or FTV_TOKEN)
+  --tls                speak TLS 1.3; without --ca or --pin, trust the server
+                       on first use and refuse if its certificate changes
+  --ca FILE            trust servers whose certificate this CA signed
+  --pin SHA256:HEX     trust only the server whose CA has this fingerprint
+  --known-hosts FILE   where first-use trust is kept
+                       (default: ~/.config/ftv/known_hosts)
   --quiet              print warnings and errors only
   --json               print one JSON result object on stdout`;
 
@@ -60,7 +70,8 @@ Commands:
   proxy      a TCP proxy that damages traffic, to test bad links
 
 Run 'ftv <command> --help' for a command's options.
-Exit codes: 0 verified, 1 transfer failed, 2 usage error.`,
+Exit codes: 0 verified, 1 transfer failed, 2 usage error,
+3 authentication failed (wrong token, untrusted server).`,
   server: `Usage: ftv server [options]
 
   --host HOST          address to bind (default: localhost)
@@ -72,6 +83,16 @@ Exit codes: 0 verified, 1 transfer failed, 2 usage error.`,
   --seed N             seed for the error simulation
   --no-fsync           skip syncing received files to disk (faster; a power
                        loss may then lose recently finished files)
+  --token TOKEN        require clients to prove this token (or FTV_TOKEN)
+  --no-auth            allow a non-loopback --host without a token
+  --tls                serve TLS; a CA and certificate are made on first start
+                       in DIR/.ftv/tls and the CA fingerprint is printed
+  --cert FILE, --key FILE   serve TLS with your own certificate and key
+  --max-connections N  connections served at once (default: 64)
+  --max-file-size SIZE largest file accepted, e.g. 10G (default: unlimited)
+  --max-total SIZE     most bytes stored in DIR (default: unlimited)
+  --handshake-timeout SECS  time a new connection has to log in (default: 10)
+  --idle-timeout SECS  drop a connection silent this long (default: 60)
   --quiet              print warnings and errors only`,
   client: `Usage: ftv client --file PATH [options]
 
@@ -135,6 +156,11 @@ Forwards TCP connections and damages the byte stream on the way, per
 type OptionSpec = Record<string, { type: "string" | "boolean" }>;
 
 const CONNECT_OPTIONS: OptionSpec = {
+  token: { type: "string" },
+  tls: { type: "boolean" },
+  ca: { type: "string" },
+  pin: { type: "string" },
+  "known-hosts": { type: "string" },
   host: { type: "string" },
   port: { type: "string" },
   timeout: { type: "string" },
@@ -166,6 +192,16 @@ const OPTIONS: Record<string, OptionSpec> = {
     "error-rate": { type: "string" },
     seed: { type: "string" },
     "no-fsync": { type: "boolean" },
+    token: { type: "string" },
+    "no-auth": { type: "boolean" },
+    tls: { type: "boolean" },
+    cert: { type: "string" },
+    key: { type: "string" },
+    "max-connections": { type: "string" },
+    "max-file-size": { type: "string" },
+    "max-total": { type: "string" },
+    "handshake-timeout": { type: "string" },
+    "idle-timeout": { type: "string" },
     quiet: { type: "boolean" },
     help: { type: "boolean" },
   },
@@ -256,6 +292,9 @@ export async function main(args: string[], io: Io = STDIO): Promise<number> {
       return EXIT.usage;
     }
     io.err(`ftv: ${describe(error)}`);
+    if (error instanceof AuthenticationError || error instanceof TrustError) {
+      return EXIT.auth;
+    }
     return EXIT.failed;
   }
 }
@@ -335,6 +374,8 @@ async function run(
     host: stringValue(values, "host", "localhost"),
     port: integer(values, "port", 9999, 1, 65535),
     timeoutMs: seconds(values, "timeout", 30) * 1000,
+    ...optional("token", tokenOf(values)),
+    ...optional("tls", await clientTls(values)),
     log,
   };
   const transfer = {
@@ -417,9 +458,82 @@ async function runServer(values: Values, level: LogLevel): Promise<number> {
     errorRate: rate(values, "error-rate", 0.1),
     ...optional("seed", optionalInteger(values, "seed")),
     fsync: values["no-fsync"] !== true,
+    ...optional("token", tokenOf(values)),
+    noAuth: values["no-auth"] === true,
+    ...optional("tls", serverTls(values)),
+    maxConnections: integer(values, "max-connections", 64, 1, 100_000),
+    ...optional("maxFileSize", bytesOption(values, "max-file-size")),
+    ...optional("maxTotalBytes", bytesOption(values, "max-total")),
+    handshakeTimeoutMs: seconds(values, "handshake-timeout", 10) * 1000,
+    idleTimeoutMs: seconds(values, "idle-timeout", 60) * 1000,
     log: new Logger("FileTransferServer", { level }),
+  }).catch((error) => {
+    if (error instanceof RangeError) throw new UsageError(error.message);
+    throw error;
   });
   return EXIT.ok;
+}
+
+/** `--token`, else `FTV_TOKEN` when the environment may be read. */
+function tokenOf(values: Values): string | undefined {
+  if (values.token !== undefined) return stringValue(values, "token", "");
+  try {
+    return Deno.env.get("FTV_TOKEN") || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function serverTls(values: Values): ServeOptions["tls"] {
+  const cert = values.cert as string | undefined;
+  const key = values.key as string | undefined;
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new UsageError("--cert and --key go together");
+  }
+  if (cert !== undefined && key !== undefined) {
+    return { certFile: cert, keyFile: key };
+  }
+  return values.tls === true ? true : undefined;
+}
+
+async function clientTls(values: Values): Promise<TrustMode | undefined> {
+  const ca = values.ca as string | undefined;
+  const pin = values.pin as string | undefined;
+  if (ca !== undefined && pin !== undefined) {
+    throw new UsageError("--ca and --pin are alternatives: give one");
+  }
+  if (ca !== undefined) {
+    try {
+      return { kind: "ca", caPem: await Deno.readTextFile(ca) };
+    } catch (error) {
+      throw new UsageError(
+        `cannot read --ca "${ca}": ${(error as Error).message}`,
+      );
+    }
+  }
+  if (pin !== undefined) {
+    try {
+      return { kind: "pin", fingerprint: normalizeFingerprint(pin) };
+    } catch (error) {
+      throw new UsageError(`--pin: ${(error as Error).message}`);
+    }
+  }
+  if (values.tls !== true) return undefined;
+  const knownHosts = values["known-hosts"] as string | undefined;
+  return {
+    kind: "tofu",
+    knownHostsPath: knownHosts ?? defaultKnownHostsPath(),
+  };
+}
+
+function bytesOption(values: Values, name: string): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  try {
+    return parseBytes(String(raw));
+  } catch (error) {
+    throw new UsageError(`--${name}: ${(error as Error).message}`);
+  }
 }
 
 async function runProxy(values: Values, level: LogLevel): Promise<number> {
@@ -571,7 +685,7 @@ function limitRate(values: Values): number | undefined {
   const raw = values["limit-rate"];
   if (raw === undefined) return undefined;
   try {
-    return parseRate(String(raw));
+    return parseBytes(String(raw));
   } catch (error) {
     throw new UsageError(`--limit-rate: ${(error as Error).message}`);
   }

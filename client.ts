@@ -7,10 +7,17 @@
  */
 
 import { chunkCount, ChunkStore } from "./chunk_store.ts";
-import { ConnectionError, FramedConnection } from "./connection.ts";
+import { AuthenticationError, proofFor } from "./auth.ts";
+import {
+  ConnectionError,
+  FramedConnection,
+  RemoteError,
+} from "./connection.ts";
+import { connectTrusted, type TrustMode } from "./trust.ts";
 import { Logger } from "./log.ts";
 import {
   DEFAULT_CHUNK_SIZE,
+  ERROR_CODE,
   type FileEntry,
   MAX_CHUNK_BYTES,
   MAX_CHUNKS_PER_FILE,
@@ -31,6 +38,10 @@ export interface ConnectOptions {
   port?: number;
   /** Milliseconds to wait for the connection and for each reply. @default 30000 */
   timeoutMs?: number;
+  /** Token for a server that asks for one (never sent: it answers a challenge). */
+  token?: string;
+  /** Speak TLS 1.3, trusting the server as this says (CA file, pin, or known_hosts). */
+  tls?: TrustMode;
   /** Logger; its level decides what is printed. */
   log?: Logger;
 }
@@ -107,14 +118,27 @@ export class FtvClient implements Disposable {
     const port = options.port ?? 9999;
     const timeoutMs = options.timeoutMs ?? 30_000;
     const log = options.log ?? new Logger("FileTransferClient");
-    const conn = await connectWithTimeout(host, port, timeoutMs);
+    const conn = options.tls
+      ? await connectTrusted(host, port, options.tls, {
+        timeoutMs,
+        onNewHost: (_host, fingerprint, path) =>
+          log.warn(
+            `Trusting ${host}:${port} on first use (${fingerprint}); remembered in ${path}`,
+          ),
+      })
+      : await connectWithTimeout(host, port, timeoutMs);
     const fc = new FramedConnection(conn, { idleTimeoutMs: timeoutMs });
     try {
       await fc.send({ type: "hello", version: PROTOCOL_VERSION, agent: AGENT });
       const hello = await fc.expect("hello");
       const chunkSize = hello.chunkSize ?? DEFAULT_CHUNK_SIZE;
       checkChunkSize(chunkSize);
-      log.info(`Connected to server at ${host}:${port}`);
+      if (hello.challenge !== undefined) {
+        await logIn(fc, hello.challenge, options.token);
+      }
+      log.info(
+        `Connected to server at ${host}:${port}${options.tls ? " (TLS)" : ""}`,
+      );
       return new FtvClient(fc, chunkSize, log);
     } catch (error) {
       fc.close();
@@ -301,6 +325,29 @@ export async function roundTrip(
     connections: (uploaded.connections ?? 1) + (received.connections ?? 1),
     seconds: elapsed(started),
   };
+}
+
+async function logIn(
+  fc: FramedConnection,
+  challenge: string,
+  token: string | undefined,
+): Promise<void> {
+  if (token === undefined) {
+    throw new AuthenticationError(
+      "Cannot log in: the server requires a token (--token or FTV_TOKEN)",
+    );
+  }
+  await fc.send({ type: "auth", proof: proofFor(token, challenge) });
+  try {
+    await fc.expect("authorized");
+  } catch (error) {
+    if (
+      error instanceof RemoteError && error.code === ERROR_CODE.unauthorized
+    ) {
+      throw new AuthenticationError(`${error.message}`, { cause: error });
+    }
+    throw error;
+  }
 }
 
 async function connectWithTimeout(

@@ -49,7 +49,8 @@ export interface FramedConnectionOptions {
 export class FramedConnection {
   readonly conn: Deno.Conn;
   #reader: FrameReader;
-  #idleTimeoutMs: number;
+  /** Milliseconds a read may wait for the peer; 0 waits forever. */
+  idleTimeoutMs: number;
   #closed = false;
   #bytesSent = 0;
   #bytesReceived = 0;
@@ -64,7 +65,7 @@ export class FramedConnection {
         return got;
       },
     });
-    this.#idleTimeoutMs = options.idleTimeoutMs ?? 0;
+    this.idleTimeoutMs = options.idleTimeoutMs ?? 0;
   }
 
   /** Bytes written to the socket so far. */
@@ -87,18 +88,18 @@ export class FramedConnection {
   async next(): Promise<Frame | null> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let timedOut = false;
-    if (this.#idleTimeoutMs > 0) {
+    if (this.idleTimeoutMs > 0) {
       timer = setTimeout(() => {
         timedOut = true;
         this.close();
-      }, this.#idleTimeoutMs);
+      }, this.idleTimeoutMs);
     }
     try {
       return await this.#reader.next();
     } catch (error) {
       if (timedOut) {
         throw new ConnectionError(
-          `Cannot read from ${this.peer}: no data for ${this.#idleTimeoutMs} ms`,
+          `Cannot read from ${this.peer}: no data for ${this.idleTimeoutMs} ms`,
         );
       }
       throw translate(error, `read from ${this.#peerSafe()}`);
@@ -135,16 +136,35 @@ export class FramedConnection {
     );
   }
 
-  /** Writes a whole frame. */
+  /**
+   * Writes a whole frame. A peer that takes no bytes for the idle timeout
+   * (it stopped reading) fails the write, as a silent one fails a read.
+   */
   async write(frame: Uint8Array): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timedOut = false;
     try {
       let written = 0;
       while (written < frame.length) {
+        if (this.idleTimeoutMs > 0) {
+          timer = setTimeout(() => {
+            timedOut = true;
+            this.close();
+          }, this.idleTimeoutMs);
+        }
         written += await this.conn.write(frame.subarray(written));
+        clearTimeout(timer);
       }
       this.#bytesSent += written;
     } catch (error) {
+      if (timedOut) {
+        throw new ConnectionError(
+          `Cannot write to ${this.#peerSafe()}: no progress for ${this.idleTimeoutMs} ms`,
+        );
+      }
       throw translate(error, `write to ${this.#peerSafe()}`);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -43,6 +43,8 @@ export const ERROR_CODE = {
   badName: "bad_name",
   notFound: "not_found",
   busy: "busy",
+  unauthorized: "unauthorized",
+  tooLarge: "too_large",
   unsupportedVersion: "unsupported_version",
   digestMismatch: "digest_mismatch",
   tooManyRetries: "too_many_retries",
@@ -67,7 +69,16 @@ export interface FileEntry {
 
 /** Control messages: a discriminated union on `type`. */
 export type ControlMessage =
-  | { type: "hello"; version: number; agent: string; chunkSize?: number }
+  | {
+    type: "hello";
+    version: number;
+    agent: string;
+    chunkSize?: number;
+    /** Server only: answer with `auth` before any request. */
+    challenge?: string;
+  }
+  | { type: "auth"; proof: string }
+  | { type: "authorized" }
   | {
     type: "put";
     name: string;
@@ -280,6 +291,14 @@ export class FrameReader {
 }
 
 function checkFrameHeader(length: number, kind: number | undefined): void {
+  if (
+    length >>> 24 >= 0x14 && length >>> 24 <= 0x17 &&
+    (length >>> 16 & 0xff) === 3
+  ) {
+    throw new ProtocolError(
+      "Cannot read frame: the peer speaks TLS (use --tls on both sides)",
+    );
+  }
   if (kind === FRAME_KIND.control) {
     if (length < 1 + 4 + 2 || length > 1 + 4 + MAX_CONTROL_BYTES) {
       throw new ProtocolError(
@@ -327,6 +346,8 @@ type FieldKind = "number" | "integer" | "string" | "object" | "boolean";
 
 const CONTROL_FIELDS: { [T in ControlType]: Record<string, FieldKind> } = {
   hello: { version: "number", agent: "string" },
+  auth: { proof: "string" },
+  authorized: {},
   put: {
     name: "string",
     size: "number",
@@ -355,7 +376,7 @@ const CONTROL_FIELDS: { [T in ControlType]: Record<string, FieldKind> } = {
 
 /** Optional fields: checked only when present. */
 const OPTIONAL_FIELDS: { [T in ControlType]?: Record<string, FieldKind> } = {
-  hello: { chunkSize: "number" },
+  hello: { chunkSize: "number", challenge: "string" },
   get: { maxRetries: "number" },
   ready: { verifyPart: "boolean" },
 };

@@ -6,6 +6,12 @@
  * @module
  */
 
+import {
+  AuthThrottle,
+  isLoopback,
+  newChallenge,
+  proofMatches,
+} from "./auth.ts";
 import { Catalog } from "./catalog.ts";
 import { chunkCount, ChunkStore } from "./chunk_store.ts";
 import {
@@ -27,6 +33,7 @@ import {
   PROTOCOL_VERSION,
   ProtocolError,
 } from "./protocol.ts";
+import { ensureServerCertificates, loadCertificates } from "./tls.ts";
 import { receiveChunks, sendChunks, TransferError } from "./transfer.ts";
 import { AGENT } from "./version.ts";
 
@@ -53,6 +60,23 @@ export interface ServeOptions {
   fsync?: boolean;
   /** Milliseconds a connection may stay silent mid-request. @default 60000 */
   idleTimeoutMs?: number;
+  /** Milliseconds a new connection has to say hello (and log in). @default 10000 */
+  handshakeTimeoutMs?: number;
+  /** Connections served at once; more are refused with `busy`. @default 64 */
+  maxConnections?: number;
+  /** Clients must prove they know this token (HMAC challenge; never sent). */
+  token?: string;
+  /** Allow serving a non-loopback address without a token. @default false */
+  noAuth?: boolean;
+  /** Largest file accepted, in bytes. @default unlimited */
+  maxFileSize?: number;
+  /** Most bytes all stored files may take together. @default unlimited */
+  maxTotalBytes?: number;
+  /**
+   * Serve TLS. `true` uses a CA and leaf certificate generated on first start
+   * under `<dir>/.ftv/tls`; `{ certFile, keyFile }` uses your own.
+   */
+  tls?: boolean | { certFile: string; keyFile: string };
   /** Logger; its level decides what is printed. */
   log?: Logger;
 }
@@ -61,6 +85,8 @@ export interface ServeOptions {
 export interface FtvServer extends AsyncDisposable {
   /** The bound address (useful with port 0). */
   readonly addr: Deno.NetAddr;
+  /** With generated TLS certificates: the CA's fingerprint clients may pin. */
+  readonly caFingerprint: string | undefined;
   /** Stops accepting, closes every connection, waits for sessions to end. */
   close(): Promise<void>;
   /** Resolves when the server has stopped. */
@@ -87,13 +113,21 @@ export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
       `Cannot serve: chunk size ${chunkSize} is outside ${MIN_CHUNK_BYTES}..${MAX_CHUNK_BYTES}`,
     );
   }
+  const host = options.host ?? "localhost";
+  if (!isLoopback(host) && !options.token && !options.noAuth) {
+    throw new RangeError(
+      `Cannot serve on ${host} without a token: set --token or FTV_TOKEN, or pass --no-auth to serve anyone who connects`,
+    );
+  }
   const dir = options.dir ?? "./ftv-data";
   await Deno.mkdir(dir, { recursive: true });
   const log = options.log ?? new Logger("FileTransferServer");
-  const listener = Deno.listen({
-    hostname: options.host ?? "localhost",
-    port: options.port ?? 9999,
-  });
+  const { listener, caFingerprint } = await listen(
+    host,
+    options.port ?? 9999,
+    dir,
+    options.tls,
+  );
   const simulator = options.simulateErrors
     ? new ErrorSimulator({
       errorRate: options.errorRate ?? 0.1,
@@ -106,13 +140,49 @@ export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
     chunkSize,
     simulator,
     idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
+    maxConnections: options.maxConnections ?? 64,
+    token: options.token,
+    maxFileSize: options.maxFileSize ?? Number.MAX_SAFE_INTEGER,
+    maxTotalBytes: options.maxTotalBytes ?? Number.MAX_SAFE_INTEGER,
     fsync: options.fsync ?? true,
     log,
-  });
-  log.info(
-    `Server started on ${options.host ?? "localhost"}:${server.addr.port}`,
-  );
+  }, caFingerprint);
+  log.info(`Server started on ${host}:${server.addr.port}`);
+  if (options.tls) log.info("Serving TLS");
+  if (caFingerprint) log.info(`TLS CA fingerprint: ${caFingerprint}`);
   return server;
+}
+
+async function listen(
+  hostname: string,
+  port: number,
+  dir: string,
+  tls: ServeOptions["tls"],
+): Promise<{ listener: Deno.Listener; caFingerprint: string | undefined }> {
+  if (!tls) {
+    return {
+      listener: Deno.listen({ hostname, port }),
+      caFingerprint: undefined,
+    };
+  }
+  if (tls === true) {
+    const certificates = await ensureServerCertificates(dir);
+    return {
+      listener: Deno.listenTls({
+        hostname,
+        port,
+        cert: certificates.certPem,
+        key: certificates.keyPem,
+      }),
+      caFingerprint: certificates.caFingerprint,
+    };
+  }
+  const { certPem, keyPem } = await loadCertificates(tls.certFile, tls.keyFile);
+  return {
+    listener: Deno.listenTls({ hostname, port, cert: certPem, key: keyPem }),
+    caFingerprint: undefined,
+  };
 }
 
 /** Runs a server until SIGINT or SIGTERM, then shuts it down cleanly. */
@@ -137,12 +207,18 @@ interface ServerSettings {
   chunkSize: number;
   simulator: ErrorSimulator | undefined;
   idleTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  maxConnections: number;
+  token: string | undefined;
+  maxFileSize: number;
+  maxTotalBytes: number;
   fsync: boolean;
   log: Logger;
 }
 
 class Server implements FtvServer {
   readonly addr: Deno.NetAddr;
+  readonly caFingerprint: string | undefined;
   readonly finished: Promise<void>;
   #listener: Deno.Listener;
   #settings: ServerSettings;
@@ -151,10 +227,17 @@ class Server implements FtvServer {
   #busyNames = new Set<string>();
   #nextTransferId = 1;
   #closing = false;
+  #throttle = new AuthThrottle();
+  #stopping = new AbortController();
 
-  constructor(listener: Deno.Listener, settings: ServerSettings) {
+  constructor(
+    listener: Deno.Listener,
+    settings: ServerSettings,
+    caFingerprint: string | undefined,
+  ) {
     this.#listener = listener;
     this.#settings = settings;
+    this.caFingerprint = caFingerprint;
     this.addr = listener.addr as Deno.NetAddr;
     this.finished = this.#acceptLoop();
   }
@@ -174,6 +257,7 @@ class Server implements FtvServer {
   async close(): Promise<void> {
     if (!this.#closing) {
       this.#closing = true;
+      this.#stopping.abort();
       try {
         this.#listener.close();
       } catch {
@@ -192,13 +276,25 @@ class Server implements FtvServer {
   async #session(conn: Deno.Conn): Promise<void> {
     const { log } = this.#settings;
     const fc = new FramedConnection(conn, {
-      idleTimeoutMs: this.#settings.idleTimeoutMs,
+      idleTimeoutMs: this.#settings.handshakeTimeoutMs,
     });
-    this.#connections.add(fc);
     const peer = fc.peer;
+    if (this.#connections.size >= this.#settings.maxConnections) {
+      log.warn(
+        `Refused connection from ${peer}: ${this.#settings.maxConnections} connections already open`,
+      );
+      await fc.sendError(ERROR_CODE.busy, "Cannot serve: too many connections");
+      fc.close();
+      return;
+    }
+    this.#connections.add(fc);
     log.info(`Connection established with ${peer}`);
     try {
-      await this.#handshake(fc);
+      if (!(await this.#handshake(fc))) {
+        log.debug(`Connection with ${peer} closed before hello`);
+        return;
+      }
+      fc.idleTimeoutMs = this.#settings.idleTimeoutMs;
       for (;;) {
         const frame = await fc.next();
         if (frame === null) break;
@@ -243,20 +339,44 @@ class Server implements FtvServer {
     }
   }
 
-  async #handshake(fc: FramedConnection): Promise<void> {
-    const hello = await fc.expect("hello");
+  /** Hello, then the token challenge when one is set; false when the peer left first. */
+  async #handshake(fc: FramedConnection): Promise<boolean> {
+    const address = (fc.conn.remoteAddr as Deno.NetAddr).hostname;
+    const pause = this.#throttle.delayFor(address);
+    if (pause > 0) await abortableDelay(pause, this.#stopping.signal);
+    const first = await fc.next();
+    if (first === null) return false;
+    if (first.kind !== "control" || first.message.type !== "hello") {
+      throw new ProtocolError('Cannot start a session: expected "hello"');
+    }
+    const hello = first.message;
     if (hello.version !== PROTOCOL_VERSION) {
       throw new RemoteError(
         ERROR_CODE.unsupportedVersion,
         `Cannot talk to ${hello.agent}: protocol version ${hello.version} is not ${PROTOCOL_VERSION}`,
       );
     }
+    const { token } = this.#settings;
+    const challenge = token ? newChallenge() : undefined;
     await fc.send({
       type: "hello",
       version: PROTOCOL_VERSION,
       agent: AGENT,
       chunkSize: this.#settings.chunkSize,
+      ...(challenge ? { challenge } : {}),
     });
+    if (!token || !challenge) return true;
+    const auth = await fc.expect("auth");
+    if (!proofMatches(token, challenge, auth.proof)) {
+      this.#throttle.fail(address);
+      throw new RemoteError(
+        ERROR_CODE.unauthorized,
+        "Cannot log in: wrong token",
+      );
+    }
+    this.#throttle.succeed(address);
+    await fc.send({ type: "authorized" });
+    return true;
   }
 
   /** Refuses a request with an error frame; the session goes on. */
@@ -271,12 +391,21 @@ class Server implements FtvServer {
 
   async #receive(fc: FramedConnection, put: ControlOf<"put">): Promise<void> {
     const { catalog, log } = this.#settings;
-    const problem = nameProblem(put.name) ?? this.#sizeProblem(put);
+    const problem = nameProblem(put.name) ??
+      await catalog.linkProblem(put.name);
     if (problem) {
       return this.#refuse(
         fc,
         ERROR_CODE.badName,
         `Cannot store file: ${problem}`,
+      );
+    }
+    const sizeProblem = await this.#sizeProblem(put);
+    if (sizeProblem) {
+      return this.#refuse(
+        fc,
+        ERROR_CODE.tooLarge,
+        `Cannot store ${JSON.stringify(put.name)}: ${sizeProblem}`,
       );
     }
     if (this.#busyNames.has(put.name)) {
@@ -322,7 +451,17 @@ class Server implements FtvServer {
     }
   }
 
-  #sizeProblem(put: ControlOf<"put">): string | undefined {
+  async #sizeProblem(put: ControlOf<"put">): Promise<string | undefined> {
+    const { maxFileSize, maxTotalBytes, catalog } = this.#settings;
+    if (put.size > maxFileSize) {
+      return `${put.size} bytes exceeds the ${maxFileSize}-byte file limit`;
+    }
+    if (maxTotalBytes < Number.MAX_SAFE_INTEGER) {
+      const stored = await catalog.totalBytes();
+      if (stored + put.size > maxTotalBytes) {
+        return `${put.size} more bytes would exceed the ${maxTotalBytes}-byte storage limit (${stored} used)`;
+      }
+    }
     if (put.chunkSize < MIN_CHUNK_BYTES || put.chunkSize > MAX_CHUNK_BYTES) {
       return `chunk size ${put.chunkSize} is outside ${MIN_CHUNK_BYTES}..${MAX_CHUNK_BYTES}`;
     }
@@ -334,7 +473,8 @@ class Server implements FtvServer {
 
   async #send(fc: FramedConnection, get: ControlOf<"get">): Promise<void> {
     const { catalog, chunkSize, simulator, log } = this.#settings;
-    const problem = nameProblem(get.name);
+    const problem = nameProblem(get.name) ??
+      await catalog.linkProblem(get.name);
     if (problem) {
       return this.#refuse(
         fc,
@@ -381,4 +521,18 @@ class Server implements FtvServer {
       log.error(`Client gave up on ${entry.name}: ${error.message}`);
     }
   }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
 }

@@ -241,10 +241,10 @@ async function sendInOrderHashing(
   limiter: RateLimiter | undefined,
 ): Promise<string> {
   const hash = createHash("sha256");
-  let next = reader.frame(0);
+  let next = reader.prefetch(0);
   for (let seq = 0; seq < reader.count; seq++) {
     const frame = await next;
-    if (seq + 1 < reader.count) next = reader.frame(seq + 1);
+    if (seq + 1 < reader.count) next = reader.prefetch(seq + 1);
     hash.update(frame.subarray(DATA_FRAME_OVERHEAD));
     if (have.has(seq)) continue;
     await limiter?.consume(frame.length);
@@ -265,11 +265,11 @@ async function sendFrames(
 ): Promise<number> {
   let sent = 0;
   if (seqs.length === 0) return sent;
-  let next = reader.frame(seqs[0]!);
+  let next = reader.prefetch(seqs[0]!);
   for (let i = 0; i < seqs.length; i++) {
     const seq = seqs[i]!;
     const frame = sealDataFrame(await next, transferId, seq);
-    if (i + 1 < seqs.length) next = reader.frame(seqs[i + 1]!);
+    if (i + 1 < seqs.length) next = reader.prefetch(seqs[i + 1]!);
     for (let copy = 0; copy < copies; copy++) {
       const fate = simulator?.fate(seq) ?? "deliver";
       if (fate === "lose") continue;
@@ -321,6 +321,17 @@ class ChunkReader {
       filled += got;
       this.#position += got;
     }
+    return frame;
+  }
+
+  /**
+   * Starts reading chunk `seq` ahead of need. A sender that gives up (its
+   * connection broke) leaves it pending while the file is closed: the
+   * failure then surfaces only if awaited, never as an unhandled rejection.
+   */
+  prefetch(seq: number): Promise<Uint8Array> {
+    const frame = this.frame(seq);
+    frame.catch(() => undefined);
     return frame;
   }
 

@@ -226,19 +226,54 @@ export interface ServerProcess extends AsyncDisposable {
 
 /**
  * Starts `ftv server --host 127.0.0.1 --port 0 <args>` and resolves once it
- * has logged the port it bound.
+ * has logged the port it bound. A `--port` in `args` wins over the 0.
  */
-export async function spawnServer(args: string[]): Promise<ServerProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      ...DENO_RUN_ARGS,
-      "server",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
+export function spawnServer(args: string[]): Promise<ServiceProcess> {
+  return spawnService(
+    ["server", "--host", "127.0.0.1", "--port", "0", ...args],
+    /Server started on 127\.0\.0\.1:(\d+)\n/,
+  );
+}
+
+/**
+ * Starts `ftv proxy --listen 127.0.0.1:0 --target 127.0.0.1:<targetPort>
+ * <args>` and resolves once it has logged the port it listens on.
+ */
+export function spawnProxy(
+  targetPort: number,
+  args: string[] = [],
+): Promise<ServiceProcess> {
+  return spawnService(
+    [
+      "proxy",
+      "--listen",
+      "127.0.0.1:0",
+      "--target",
+      `127.0.0.1:${targetPort}`,
       ...args,
     ],
+    /Proxy listening on 127\.0\.0\.1:(\d+) /,
+  );
+}
+
+/** A long-running `ftv` child (server, proxy) that can also be killed hard. */
+export interface ServiceProcess extends ServerProcess {
+  /** Sends `signal` (e.g. SIGKILL) without waiting. */
+  kill(signal: Deno.Signal): void;
+  /** Resolves when the child has exited and its log has ended. */
+  readonly exited: Promise<Deno.CommandStatus>;
+}
+
+/**
+ * Starts `ftv <args>` and resolves once its stderr matches `ready`, whose
+ * first group is the port it bound.
+ */
+export async function spawnService(
+  args: string[],
+  ready: RegExp,
+): Promise<ServiceProcess> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...DENO_RUN_ARGS, ...args],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -252,7 +287,7 @@ export async function spawnServer(args: string[]): Promise<ServerProcess> {
       const { value, done } = await reader.read();
       if (done) break;
       log += value;
-      const match = log.match(/Server started on 127\.0\.0\.1:(\d+)\n/);
+      const match = log.match(ready);
       if (match) port = Number(match[1]);
     }
   } finally {
@@ -263,7 +298,9 @@ export async function spawnServer(args: string[]): Promise<ServerProcess> {
     await reader.cancel();
     const status = await child.status;
     throw new Error(
-      `Cannot start server: no port logged (exit ${status.code})\n${log}`,
+      `Cannot start ftv ${
+        args[0]
+      }: no port logged (exit ${status.code})\n${log}`,
     );
   }
   const drained = (async () => {
@@ -274,6 +311,11 @@ export async function spawnServer(args: string[]): Promise<ServerProcess> {
     }
     await reader.cancel();
   })();
+  const exited = (async () => {
+    const status = await child.status;
+    await drained;
+    return status;
+  })();
   let stopped: Promise<Deno.CommandStatus> | undefined;
   const stop = () => {
     stopped ??= (async () => {
@@ -283,9 +325,7 @@ export async function spawnServer(args: string[]): Promise<ServerProcess> {
         STOP_TIMEOUT_MS,
       );
       try {
-        const status = await child.status;
-        await drained;
-        return status;
+        return await exited;
       } finally {
         clearTimeout(fallback);
       }
@@ -296,6 +336,8 @@ export async function spawnServer(args: string[]): Promise<ServerProcess> {
     port,
     log: () => log,
     stop,
+    kill: (signal) => kill(child, signal),
+    exited,
     async [Symbol.asyncDispose]() {
       await stop();
     },
@@ -462,4 +504,122 @@ function concat(pieces: Uint8Array[]): Uint8Array {
     at += piece.length;
   }
   return out;
+}
+
+/** A CLI child running in the background, to be watched and maybe killed. */
+export interface CliProcess extends AsyncDisposable {
+  readonly pid: number;
+  /** Sends `signal` (e.g. SIGKILL) without waiting. */
+  kill(signal: Deno.Signal): void;
+  /** Whether the child has exited. */
+  readonly done: boolean;
+  /** Resolves when the child has exited, with what it printed. */
+  readonly result: Promise<CliResult>;
+}
+
+/**
+ * Starts `ftv <args>` in the background; its output is collected as it
+ * comes. Killed after `timeoutMs`, and with SIGKILL on dispose if still
+ * running.
+ */
+export function spawnCli(
+  args: string[],
+  options: RunCliOptions = {},
+): CliProcess {
+  const started = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...DENO_RUN_ARGS, ...args],
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    ...(options.env === undefined ? {} : { env: options.env }),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timeoutMs = options.timeoutMs ?? CLI_TIMEOUT_MS;
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    kill(child, "SIGKILL");
+  }, timeoutMs);
+  let done = false;
+  const result = (async () => {
+    try {
+      const output = await child.output();
+      const decoder = new TextDecoder();
+      const stderr = decoder.decode(output.stderr);
+      if (timedOut) {
+        throw new Error(
+          `ftv ${args.join(" ")} was killed after ${timeoutMs} ms\n${stderr}`,
+        );
+      }
+      return {
+        code: output.code,
+        stdout: decoder.decode(output.stdout),
+        stderr,
+        ms: performance.now() - started,
+      };
+    } finally {
+      done = true;
+      clearTimeout(timer);
+    }
+  })();
+  // A caller that never awaits `result` still gets the child reaped on dispose.
+  result.catch(() => undefined);
+  return {
+    pid: child.pid,
+    kill: (signal) => kill(child, signal),
+    get done() {
+      return done;
+    },
+    result,
+    async [Symbol.asyncDispose]() {
+      if (!done) kill(child, "SIGKILL");
+      await result.catch(() => undefined);
+    },
+  };
+}
+
+/** Options for {@linkcode pollUntil}. */
+export interface PollOptions {
+  /** Give up after this long. @default 15000 */
+  timeoutMs?: number;
+  /** Pause between checks. @default 10 */
+  intervalMs?: number;
+  /** What is awaited, for the error message. */
+  what?: string;
+}
+
+/**
+ * Checks `condition` until it returns true, a bounded number of times; for
+ * watching progress that has no event to wait on (a growing file). Throws
+ * once `timeoutMs` has passed.
+ */
+export async function pollUntil(
+  condition: () => boolean | Promise<boolean>,
+  options: PollOptions = {},
+): Promise<void> {
+  const timeoutMs = options.timeoutMs ?? 15_000;
+  const intervalMs = options.intervalMs ?? 10;
+  const deadline = performance.now() + timeoutMs;
+  const maxChecks = Math.ceil(timeoutMs / intervalMs) + 1;
+  for (let i = 0; i < maxChecks; i++) {
+    if (await condition()) return;
+    if (performance.now() > deadline) break;
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+  throw new Error(
+    `Gave up after ${timeoutMs} ms waiting for ${
+      options.what ?? "a condition"
+    }`,
+  );
+}
+
+/** Size of `path` in bytes, or `undefined` when it does not exist. */
+export async function fileSize(path: string): Promise<number | undefined> {
+  try {
+    return (await Deno.stat(path)).size;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
+  }
 }

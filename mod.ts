@@ -34,7 +34,7 @@ export type { FtvServer, ServeOptions } from "./server.ts";
 export { ConnectionError, RemoteError } from "./connection.ts";
 export { TransferError } from "./transfer.ts";
 export type { TransferStats } from "./transfer.ts";
-export { hashFile } from "./digest.ts";
+export { hashFile, hashFile as hash } from "./digest.ts";
 export {
   encodeControl,
   encodeData,

@@ -7,7 +7,13 @@
  */
 
 import { hashFile } from "./digest.ts";
-import { META_DIR, nameProblem, PART_SUFFIX, STATE_SUFFIX } from "./names.ts";
+import {
+  META_DIR,
+  nameProblem,
+  PART_SUFFIX,
+  STATE_SUFFIX,
+  STATE_TEMP_SUFFIX,
+} from "./names.ts";
 import type { FileEntry } from "./protocol.ts";
 
 interface CachedDigest {
@@ -36,11 +42,11 @@ export class Catalog {
 
   /**
    * Why `name` may not be used even though it is well-formed: the file, its
-   * part file or its state is a symbolic link, which could lead a write or a
-   * read out of the folder. `undefined` when it may.
+   * part file, its state or the state's temporary is a symbolic link, which
+   * could lead a write or a read out of the folder. `undefined` when it may.
    */
   async linkProblem(name: string): Promise<string | undefined> {
-    for (const suffix of ["", PART_SUFFIX, STATE_SUFFIX]) {
+    for (const suffix of ["", PART_SUFFIX, STATE_SUFFIX, STATE_TEMP_SUFFIX]) {
       try {
         if ((await Deno.lstat(this.pathOf(name + suffix))).isSymlink) {
           return `${JSON.stringify(name + suffix)} is a symbolic link`;

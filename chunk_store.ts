@@ -14,7 +14,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { ChunkBitmap } from "./bitmap.ts";
-import { PART_SUFFIX, STATE_SUFFIX } from "./names.ts";
+import { PART_SUFFIX, STATE_SUFFIX, STATE_TEMP_SUFFIX } from "./names.ts";
 
 /** What identifies the file being received. */
 export interface Manifest {
@@ -352,7 +352,7 @@ export class ChunkStore {
       have: this.have.toBase64(),
     };
     if (this.#fsync) await this.#file.syncData();
-    const temporary = this.statePath + ".tmp";
+    const temporary = this.path + STATE_TEMP_SUFFIX;
     await Deno.writeTextFile(temporary, JSON.stringify(state));
     await Deno.rename(temporary, this.statePath);
   }

@@ -16,6 +16,7 @@ import {
   type TransferResult,
 } from "./client.ts";
 import { AuthenticationError } from "./auth.ts";
+import { COMPRESSION_MODES, type CompressionMode } from "./compression.ts";
 import { hashFile } from "./digest.ts";
 import { parseHostPort, startProxy } from "./proxy.ts";
 import { normalizeFingerprint } from "./tls.ts";
@@ -46,6 +47,7 @@ const CONNECT_HELP = `  --host HOST          server host (default: localhost)
   --timeout SECONDS    drop a connection silent for this long (default: 30)
   --retry-delay SECS   first reconnect delay, doubling with jitter (default: 0.5)
   --limit-rate RATE    stay under RATE bytes/s, e.g. 500k, 20M (default: none)
+  --compress MODE      auto, zstd, gzip or none, per chunk (default: auto)
   --token TOKEN        token for a server that requires one (or FTV_TOKEN)
   --tls                speak TLS 1.3; without --ca or --pin, trust the server
                        on first use and refuse if its certificate changes
@@ -173,6 +175,7 @@ const CONNECT_OPTIONS: OptionSpec = {
   timeout: { type: "string" },
   "retry-delay": { type: "string" },
   "limit-rate": { type: "string" },
+  compress: { type: "string" },
   quiet: { type: "boolean" },
   json: { type: "boolean" },
   help: { type: "boolean" },
@@ -393,6 +396,7 @@ async function run(
     maxRetries: integer(values, "max-retries", DEFAULT_MAX_RETRIES, 0, 1000),
     retryDelayMs: seconds(values, "retry-delay", 0.5) * 1000,
     fsync: values["no-fsync"] !== true,
+    compress: compressionMode(values),
     ...optional("limitRate", limitRate(values)),
   };
   switch (command) {
@@ -534,6 +538,17 @@ async function clientTls(values: Values): Promise<TrustMode | undefined> {
     kind: "tofu",
     knownHostsPath: knownHosts ?? defaultKnownHostsPath(),
   };
+}
+
+function compressionMode(values: Values): CompressionMode {
+  const raw = values.compress ?? "auto";
+  const mode = COMPRESSION_MODES.find((m) => m === raw);
+  if (!mode) {
+    throw new UsageError(
+      `--compress must be one of ${COMPRESSION_MODES.join(", ")}, got "${raw}"`,
+    );
+  }
+  return mode;
 }
 
 function bytesOption(values: Values, name: string): number | undefined {

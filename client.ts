@@ -8,6 +8,7 @@
 
 import { chunkCount, ChunkStore } from "./chunk_store.ts";
 import { AuthenticationError, proofFor } from "./auth.ts";
+import type { CompressionMode } from "./compression.ts";
 import {
   ConnectionError,
   FramedConnection,
@@ -48,6 +49,8 @@ export interface ConnectOptions {
 
 /** Options shared by uploads and downloads. */
 export interface TransferOptions {
+  /** How chunks are compressed on the wire (per chunk; skipped where it does not pay). @default "auto" */
+  compress?: CompressionMode;
   /** Bytes per second to stay under. */
   limitRate?: number;
   /** Told how many chunks the receiving side already held when the transfer started. */
@@ -56,6 +59,10 @@ export interface TransferOptions {
 
 /** Options for {@linkcode FtvClient.send}. */
 export interface SendOptions extends TransferOptions {
+  /** The file's digest if already known: a server holding it answers at once. */
+  knownSha256?: string;
+  /** Told the file's digest once it is computed. */
+  onDigest?: (sha256: string) => void;
   /** Name to store the file under. @default the file's base name */
   as?: string;
   /** Repair rounds before giving up. @default 3 */
@@ -160,6 +167,7 @@ export class FtvClient implements Disposable {
       chunkSize: this.chunkSize,
       mtimeMs: info.mtime?.getTime() ?? 0,
       maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
+      ...(options.knownSha256 ? { sha256: options.knownSha256 } : {}),
     });
     this.log.info(
       `Uploading ${path} as ${name} (${info.size} bytes, ${
@@ -167,9 +175,12 @@ export class FtvClient implements Disposable {
       } chunks)`,
     );
     const stats = await sendChunks(this.#fc, file, {
+      compression: options.compress ?? "auto",
       size: info.size,
       chunkSize: this.chunkSize,
       ...this.#pacing(options),
+      ...(options.knownSha256 ? { knownSha256: options.knownSha256 } : {}),
+      ...(options.onDigest ? { onDigest: options.onDigest } : {}),
       log: this.log,
     });
     this.log.info(`Server verified ${name}: ${stats.sha256}`);
@@ -179,7 +190,11 @@ export class FtvClient implements Disposable {
   /** Downloads a stored file, verifying every chunk and the whole file. */
   async get(name: string, options: GetOptions = {}): Promise<TransferResult> {
     const started = performance.now();
-    await this.#fc.send({ type: "get", name });
+    await this.#fc.send({
+      type: "get",
+      name,
+      compress: options.compress ?? "auto",
+    });
     const offer = await this.#fc.expect("offer");
     checkChunkSize(offer.chunkSize);
     if (chunkCount(offer.size, offer.chunkSize) > MAX_CHUNKS_PER_FILE) {
@@ -281,8 +296,14 @@ export function send(
   options: ClientOptions & SendOptions = {},
 ): Promise<TransferResult> {
   const started = performance.now();
+  let digest: string | undefined;
   return reconnecting(options, async (client, onReady) => ({
-    ...await client.send(path, { ...options, onReady }),
+    ...await client.send(path, {
+      ...options,
+      onReady,
+      onDigest: (sha256) => digest = sha256,
+      ...(digest ? { knownSha256: digest } : {}),
+    }),
     seconds: elapsed(started),
   }));
 }

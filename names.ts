@@ -11,8 +11,13 @@ export const PART_SUFFIX = ".ftv-part";
 export const STATE_SUFFIX = ".ftv-state";
 /** Folder inside a server's data folder for ftv's own bookkeeping. */
 export const META_DIR = ".ftv";
-/** Longest name accepted, in UTF-8 bytes (the usual file system limit). */
-export const MAX_NAME_BYTES = 255;
+/** Suffix of the state file while it is written, before its atomic rename. */
+export const STATE_TEMP_SUFFIX = STATE_SUFFIX + ".tmp";
+/**
+ * Longest name accepted, in UTF-8 bytes: the usual file system limit (255)
+ * less the longest suffix, so `<name>.ftv-state.tmp` still fits.
+ */
+export const MAX_NAME_BYTES = 255 - STATE_TEMP_SUFFIX.length;
 
 const encoder = new TextEncoder();
 
@@ -34,7 +39,10 @@ export function nameProblem(name: string): string | undefined {
   if (name === "." || name === "..") return "name is a relative path";
   if (/^[A-Za-z]:/.test(name)) return "name starts with a drive letter";
   if (name === META_DIR) return `name "${META_DIR}" is reserved`;
-  if (name.endsWith(PART_SUFFIX) || name.endsWith(STATE_SUFFIX)) {
+  if (
+    name.endsWith(PART_SUFFIX) || name.endsWith(STATE_SUFFIX) ||
+    name.endsWith(STATE_TEMP_SUFFIX)
+  ) {
     return "name ends with a reserved suffix";
   }
   return undefined;

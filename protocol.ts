@@ -86,8 +86,16 @@ export type ControlMessage =
     chunkSize: number;
     mtimeMs: number;
     maxRetries: number;
+    /** The file's digest when the sender already knows it: a server holding that file answers `verified` at once. */
+    sha256?: string;
   }
-  | { type: "get"; name: string; maxRetries?: number }
+  | {
+    type: "get";
+    name: string;
+    maxRetries?: number;
+    /** How the server should compress chunks: auto, zstd, gzip or none. */
+    compress?: string;
+  }
   | {
     type: "offer";
     transferId: number;
@@ -377,7 +385,8 @@ const CONTROL_FIELDS: { [T in ControlType]: Record<string, FieldKind> } = {
 /** Optional fields: checked only when present. */
 const OPTIONAL_FIELDS: { [T in ControlType]?: Record<string, FieldKind> } = {
   hello: { chunkSize: "number", challenge: "string" },
-  get: { maxRetries: "number" },
+  get: { maxRetries: "number", compress: "string" },
+  put: { sha256: "string" },
   ready: { verifyPart: "boolean" },
 };
 

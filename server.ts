@@ -13,6 +13,7 @@ import {
   proofMatches,
 } from "./auth.ts";
 import { Catalog } from "./catalog.ts";
+import { COMPRESSION_MODES, type CompressionMode } from "./compression.ts";
 import { chunkCount, ChunkStore } from "./chunk_store.ts";
 import {
   ConnectionError,
@@ -417,6 +418,16 @@ class Server implements FtvServer {
         }: another upload of it is in progress`,
       );
     }
+    if (put.sha256 !== undefined && await this.#holds(put)) {
+      log.info(`${put.name} is already stored with that digest`);
+      await fc.send({
+        type: "verified",
+        transferId: 0,
+        sha256: put.sha256,
+        bytes: put.size,
+      });
+      return;
+    }
     this.#busyNames.add(put.name);
     try {
       const store = await ChunkStore.open(catalog.pathOf(put.name), {
@@ -449,6 +460,12 @@ class Server implements FtvServer {
     } finally {
       this.#busyNames.delete(put.name);
     }
+  }
+
+  /** Whether the stored file of that name already has the size and digest offered. */
+  async #holds(put: ControlOf<"put">): Promise<boolean> {
+    const entry = await this.#settings.catalog.lookup(put.name);
+    return entry?.size === put.size && entry.sha256 === put.sha256;
   }
 
   async #sizeProblem(put: ControlOf<"put">): Promise<string | undefined> {
@@ -509,6 +526,7 @@ class Server implements FtvServer {
         size: entry.size,
         chunkSize,
         sha256: entry.sha256,
+        compression: compressionOf(get.compress),
         simulator,
         maxRounds: MAX_SERVER_ROUNDS,
         log,
@@ -521,6 +539,11 @@ class Server implements FtvServer {
       log.error(`Client gave up on ${entry.name}: ${error.message}`);
     }
   }
+}
+
+/** The compression a client asked for; an unknown mode means none. */
+function compressionOf(requested: string | undefined): CompressionMode {
+  return COMPRESSION_MODES.find((mode) => mode === requested) ?? "none";
 }
 
 /** Resolves after `ms`, or at once when `signal` aborts. */

@@ -21,12 +21,18 @@ import {
   type ChunkStore,
 } from "./chunk_store.ts";
 import { type FramedConnection, RemoteError } from "./connection.ts";
+import {
+  ChunkCompressor,
+  type CompressionMode,
+  decodeChunk,
+} from "./compression.ts";
 import type { ErrorSimulator } from "./faults.ts";
 import type { Logger } from "./log.ts";
 import type { RateLimiter } from "./rate_limit.ts";
 import {
   allocDataFrame,
   DATA_FRAME_OVERHEAD,
+  encodeData,
   ERROR_CODE,
   ProtocolError,
   sealDataFrame,
@@ -93,6 +99,12 @@ export interface SendChunksOptions {
   maxRounds?: number;
   /** Paces outgoing chunk bytes. */
   limiter?: RateLimiter;
+  /** The digest offered in the request, reported if the receiver already holds the file. */
+  knownSha256?: string;
+  /** Told the file's digest as soon as it is known, so a retry can offer it. */
+  onDigest?: (sha256: string) => void;
+  /** How chunks are compressed on the wire. @default "none" */
+  compression?: CompressionMode;
   /** Told how many chunks the receiver already holds, once it says so. */
   onReady?: (heldChunks: number) => void;
   log?: Logger;
@@ -109,20 +121,44 @@ export async function sendChunks(
   options: SendChunksOptions,
 ): Promise<TransferStats> {
   const { size, chunkSize, simulator, limiter } = options;
+  const compressor = options.compression && options.compression !== "none"
+    ? new ChunkCompressor(options.compression)
+    : undefined;
   const wireStart = fc.bytesSent;
   const count = chunkCount(size, chunkSize);
   const reader = new ChunkReader(file, size, chunkSize);
-  const { transferId, have } = await awaitReady(fc, options.transferId, reader);
+  const readiness = await awaitReady(fc, options.transferId, reader);
+  if (readiness === "verified") {
+    return alreadyHeld(size, count, options.knownSha256 ?? "");
+  }
+  const { transferId, have } = readiness;
   options.onReady?.(have.count);
   let sha256 = options.sha256;
   if (sha256 === undefined && simulator) sha256 = await reader.digest();
   const firstRound = have.missing();
   const order = simulator ? simulator.order(firstRound) : firstRound;
   if (sha256 === undefined) {
-    sha256 = await sendInOrderHashing(fc, reader, transferId, have, limiter);
+    sha256 = await sendInOrderHashing(
+      fc,
+      reader,
+      transferId,
+      have,
+      limiter,
+      compressor,
+    );
   } else {
-    await sendFrames(fc, reader, transferId, order, 1, simulator, limiter);
+    await sendFrames(
+      fc,
+      reader,
+      transferId,
+      order,
+      1,
+      simulator,
+      limiter,
+      compressor,
+    );
   }
+  options.onDigest?.(sha256);
   await fc.send({ type: "done", transferId, sha256 });
   let retransmitted = 0;
   let rounds = 0;
@@ -155,12 +191,21 @@ export async function sendChunks(
         `Cannot send: receiver still misses chunks after ${maxRounds} repair rounds`,
       );
     }
+    // A receiver names each missing chunk once; repeats would let a tiny
+    // nack make this side send the same chunk without bound.
+    const asked = new Set<number>();
     for (const seq of reply.seqs) {
       if (seq >= count) {
         throw new ProtocolError(
           `Cannot resend chunk ${seq}: the file has ${count} chunks`,
         );
       }
+      if (asked.has(seq)) {
+        throw new ProtocolError(
+          `Cannot resend chunk ${seq}: the nack names it more than once`,
+        );
+      }
+      asked.add(seq);
     }
     const copies = repairCopies(reply.round);
     options.log?.info(
@@ -177,6 +222,7 @@ export async function sendChunks(
       copies,
       simulator,
       limiter,
+      compressor,
     );
     await fc.send({ type: "done", transferId, sha256 });
   }
@@ -190,8 +236,18 @@ async function awaitReady(
   fc: FramedConnection,
   expectedId: number | undefined,
   reader: ChunkReader,
-): Promise<{ transferId: number; have: ChunkBitmap }> {
-  let ready = await fc.expect("ready");
+): Promise<{ transferId: number; have: ChunkBitmap } | "verified"> {
+  const first = await fc.nextControl();
+  if (first.type === "verified") return "verified";
+  if (first.type === "error") {
+    throw new RemoteError(first.code, first.message);
+  }
+  if (first.type !== "ready") {
+    throw new ProtocolError(
+      `Cannot start sending: expected "ready", got "${first.type}"`,
+    );
+  }
+  let ready = first;
   const transferId = expectedId ?? ready.transferId;
   if (ready.verifyPart && ready.transferId === transferId) {
     const sums = await reader.checksums();
@@ -202,6 +258,24 @@ async function awaitReady(
     throw new ProtocolError('Cannot start sending: unexpected "ready"');
   }
   return { transferId, have: decodeBitmap(ready.have, reader.count) };
+}
+
+/** Stats of a file the receiver already held whole: nothing travelled. */
+function alreadyHeld(
+  size: number,
+  count: number,
+  sha256: string,
+): TransferStats {
+  return {
+    sha256,
+    bytes: size,
+    chunks: count,
+    retransmittedChunks: 0,
+    attempts: 0,
+    wireBytes: 0,
+    resumedChunks: count,
+    resumedBytes: size,
+  };
 }
 
 /** Decodes a peer's chunk bitmap; a malformed one is a protocol error. */
@@ -239,6 +313,7 @@ async function sendInOrderHashing(
   transferId: number,
   have: ChunkBitmap,
   limiter: RateLimiter | undefined,
+  compressor: ChunkCompressor | undefined,
 ): Promise<string> {
   const hash = createHash("sha256");
   let next = reader.prefetch(0);
@@ -247,8 +322,9 @@ async function sendInOrderHashing(
     if (seq + 1 < reader.count) next = reader.prefetch(seq + 1);
     hash.update(frame.subarray(DATA_FRAME_OVERHEAD));
     if (have.has(seq)) continue;
-    await limiter?.consume(frame.length);
-    await fc.write(sealDataFrame(frame, transferId, seq));
+    const wire = wireFrame(frame, transferId, seq, compressor);
+    await limiter?.consume(wire.length);
+    await fc.write(wire);
   }
   if (reader.count === 0) await next.catch(() => undefined);
   return hash.digest("hex");
@@ -262,13 +338,14 @@ async function sendFrames(
   copies: number,
   simulator: ErrorSimulator | undefined,
   limiter: RateLimiter | undefined,
+  compressor: ChunkCompressor | undefined,
 ): Promise<number> {
   let sent = 0;
   if (seqs.length === 0) return sent;
   let next = reader.prefetch(seqs[0]!);
   for (let i = 0; i < seqs.length; i++) {
     const seq = seqs[i]!;
-    const frame = sealDataFrame(await next, transferId, seq);
+    const frame = wireFrame(await next, transferId, seq, compressor);
     if (i + 1 < seqs.length) next = reader.prefetch(seqs[i + 1]!);
     for (let copy = 0; copy < copies; copy++) {
       const fate = simulator?.fate(seq) ?? "deliver";
@@ -285,6 +362,19 @@ async function sendFrames(
     }
   }
   return sent;
+}
+
+/** Seals a frame read from the file, compressing its payload when that pays. */
+function wireFrame(
+  frame: Uint8Array,
+  transferId: number,
+  seq: number,
+  compressor: ChunkCompressor | undefined,
+): Uint8Array {
+  const raw = frame.subarray(DATA_FRAME_OVERHEAD);
+  const wire = compressor?.encode(raw);
+  if (!wire || wire.flags === 0) return sealDataFrame(frame, transferId, seq);
+  return encodeData(transferId, seq, wire.payload, wire.flags);
 }
 
 /** Reads chunks of a file straight into data frames. */
@@ -414,12 +504,26 @@ export async function receiveChunks(
         continue;
       }
       await limiter?.consume(frame.payload.length);
-      const expectedLength = chunkLength(frame.seq, size, chunkSize);
-      if (!frame.intact || frame.payload.length !== expectedLength) {
+      if (!frame.intact) {
         log?.warn(`Checksum mismatch for chunk ${frame.seq}; will ask again`);
         continue;
       }
-      const written = store.accept(frame.seq, frame.payload);
+      let bytes: Uint8Array;
+      try {
+        bytes = decodeChunk(
+          frame.payload,
+          frame.flags,
+          chunkLength(frame.seq, size, chunkSize),
+        );
+      } catch (error) {
+        log?.warn(
+          `Chunk ${frame.seq} is intact but unusable (${
+            (error as Error).message
+          }); will ask again`,
+        );
+        continue;
+      }
+      const written = store.accept(frame.seq, bytes);
       written.catch(() => undefined);
       pending.push(written);
       if (pending.length > MAX_PENDING_WRITES) await pending.shift();
@@ -448,8 +552,9 @@ export async function receiveChunks(
           round + 1
         } attempt(s) (sequence numbers ${formatSeqs(missing)})`;
         await store.suspend();
-        await fc.sendError(ERROR_CODE.tooManyRetries, reason);
-        throw new TransferError(`Cannot complete transfer: ${reason}`);
+        const message = `Cannot complete transfer: ${reason}`;
+        await fc.sendError(ERROR_CODE.tooManyRetries, message);
+        throw new TransferError(message);
       }
       round++;
       log?.info(`Retrying missing chunks (attempt ${round}/${maxRetries})...`);

@@ -22,6 +22,16 @@ export const DENO_RUN_ARGS: readonly string[] = [
   MOD_PATH,
 ];
 
+/**
+ * The `deno` arguments that run `ftv` with `permissions` instead of the
+ * defaults in {@linkcode DENO_RUN_ARGS}, to check what a narrower grant allows.
+ */
+export function denoArgs(permissions?: readonly string[]): string[] {
+  return permissions === undefined
+    ? [...DENO_RUN_ARGS]
+    : ["run", "--no-prompt", ...permissions, MOD_PATH];
+}
+
 /** One log line in the seed's format. */
 export const LOG_LINE =
   /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - FileTransfer(Client|Server|Demo) - (INFO|WARNING|ERROR) - /;
@@ -158,6 +168,8 @@ export interface RunCliOptions {
   env?: Record<string, string>;
   /** Kill the child after this long. @default 30000 */
   timeoutMs?: number;
+  /** `deno run` permission flags instead of {@linkcode DENO_RUN_ARGS}'s. */
+  permissions?: readonly string[];
 }
 
 function kill(child: Deno.ChildProcess, signal: Deno.Signal): void {
@@ -175,7 +187,7 @@ export async function runCli(
 ): Promise<CliResult> {
   const started = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
-    args: [...DENO_RUN_ARGS, ...args],
+    args: [...denoArgs(options.permissions), ...args],
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     ...(options.env === undefined ? {} : { env: options.env }),
     stdin: "null",
@@ -266,14 +278,16 @@ export interface ServiceProcess extends ServerProcess {
 
 /**
  * Starts `ftv <args>` and resolves once its stderr matches `ready`, whose
- * first group is the port it bound.
+ * first group is the port it bound. `permissions` replace the default
+ * `deno run` flags.
  */
 export async function spawnService(
   args: string[],
   ready: RegExp,
+  permissions?: readonly string[],
 ): Promise<ServiceProcess> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [...DENO_RUN_ARGS, ...args],
+    args: [...denoArgs(permissions), ...args],
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -528,7 +542,7 @@ export function spawnCli(
 ): CliProcess {
   const started = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
-    args: [...DENO_RUN_ARGS, ...args],
+    args: [...denoArgs(options.permissions), ...args],
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     ...(options.env === undefined ? {} : { env: options.env }),
     stdin: "null",

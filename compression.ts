@@ -1,0 +1,142 @@
+/**
+ * Per-chunk compression with `node:zlib` (zstd or gzip). Each chunk is
+ * compressed on its own, so any chunk can be re-sent or resumed alone, and a
+ * chunk that does not shrink travels raw. In `auto` mode a 64 KiB sample is
+ * tried first and incompressible data backs off exponentially, so random data
+ * costs next to nothing.
+ *
+ * @module
+ */
+
+import {
+  constants,
+  gunzipSync,
+  gzipSync,
+  zstdCompressSync,
+  zstdDecompressSync,
+} from "node:zlib";
+
+/** How chunks are compressed: `auto` is zstd where it pays. */
+export type CompressionMode = "auto" | "zstd" | "gzip" | "none";
+
+/** The compression modes, for argument checking. */
+export const COMPRESSION_MODES: readonly CompressionMode[] = [
+  "auto",
+  "zstd",
+  "gzip",
+  "none",
+];
+
+/** Data frame flags saying how the payload is compressed. */
+export const COMPRESSION_FLAG = { zstd: 1, gzip: 2 } as const;
+
+const SAMPLE_BYTES = 64 * 1024;
+/** A sample must shrink below this share of its size for the chunk to be tried. */
+const SAMPLE_RATIO = 0.9;
+/** Chunks skipped at most after incompressible ones, in auto mode. */
+const MAX_BACKOFF = 64;
+
+/** A chunk as it goes on the wire. */
+export interface EncodedChunk {
+  payload: Uint8Array;
+  flags: number;
+}
+
+/** Compresses outgoing chunks according to a {@linkcode CompressionMode}. */
+export class ChunkCompressor {
+  readonly mode: CompressionMode;
+  #skip = 0;
+  #backoff = 1;
+
+  /** A compressor for `mode`. */
+  constructor(mode: CompressionMode) {
+    this.mode = mode;
+  }
+
+  /** The chunk's wire form: compressed when that makes it smaller, raw otherwise. */
+  encode(payload: Uint8Array): EncodedChunk {
+    const raw = { payload, flags: 0 };
+    if (this.mode === "none" || payload.length === 0) return raw;
+    if (this.mode === "gzip") {
+      return smaller(
+        gzipSync(payload, { level: 6 }),
+        payload,
+        COMPRESSION_FLAG.gzip,
+      );
+    }
+    if (this.mode === "zstd") {
+      return smaller(zstd(payload), payload, COMPRESSION_FLAG.zstd);
+    }
+    if (this.#skip > 0) {
+      this.#skip--;
+      return raw;
+    }
+    const sample = payload.subarray(0, SAMPLE_BYTES);
+    if (
+      payload.length > SAMPLE_BYTES &&
+      zstd(sample).length > sample.length * SAMPLE_RATIO
+    ) {
+      return this.#incompressible(raw);
+    }
+    const encoded = smaller(zstd(payload), payload, COMPRESSION_FLAG.zstd);
+    if (encoded.flags === 0) return this.#incompressible(raw);
+    this.#backoff = 1;
+    return encoded;
+  }
+
+  #incompressible(raw: EncodedChunk): EncodedChunk {
+    this.#skip = this.#backoff;
+    this.#backoff = Math.min(MAX_BACKOFF, this.#backoff * 2);
+    return raw;
+  }
+}
+
+function zstd(bytes: Uint8Array): Uint8Array {
+  return zstdCompressSync(bytes, {
+    params: { [constants.ZSTD_c_compressionLevel]: 3 },
+  });
+}
+
+function smaller(
+  compressed: Uint8Array,
+  raw: Uint8Array,
+  flag: number,
+): EncodedChunk {
+  return compressed.length < raw.length
+    ? { payload: compressed, flags: flag }
+    : { payload: raw, flags: 0 };
+}
+
+/**
+ * The original bytes of a received chunk. Anything that does not decompress
+ * to exactly `expectedLength` bytes (unknown flags, damage, a bomb) is a
+ * `RangeError`; output is never allowed past `expectedLength`.
+ */
+export function decodeChunk(
+  payload: Uint8Array,
+  flags: number,
+  expectedLength: number,
+): Uint8Array {
+  let bytes: Uint8Array;
+  try {
+    if (flags === 0) bytes = payload;
+    else if (flags === COMPRESSION_FLAG.zstd) {
+      bytes = zstdDecompressSync(payload, { maxOutputLength: expectedLength });
+    } else if (flags === COMPRESSION_FLAG.gzip) {
+      bytes = gunzipSync(payload, { maxOutputLength: expectedLength });
+    } else {
+      throw new RangeError(`unknown flags ${flags}`);
+    }
+  } catch (cause) {
+    throw new RangeError(
+      `Cannot decode chunk: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  if (bytes.length !== expectedLength) {
+    throw new RangeError(
+      `Cannot decode chunk: ${bytes.length} bytes, expected ${expectedLength}`,
+    );
+  }
+  return bytes;
+}

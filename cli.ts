@@ -24,7 +24,12 @@ import { defaultKnownHostsPath, TrustError, type TrustMode } from "./trust.ts";
 import { parseBytes } from "./rate_limit.ts";
 import { ConnectionError, RemoteError } from "./connection.ts";
 import { runDemo } from "./demo.ts";
-import { Logger, type LogLevel } from "./log.ts";
+import { Logger, type LogLevel, stderrSink } from "./log.ts";
+import {
+  formatBytes,
+  type ProgressMode,
+  ProgressReporter,
+} from "./progress.ts";
 import { ProtocolError } from "./protocol.ts";
 import { type ServeOptions, serveUntilSignal } from "./server.ts";
 import { TransferError } from "./transfer.ts";
@@ -48,6 +53,8 @@ const CONNECT_HELP = `  --host HOST          server host (default: localhost)
   --retry-delay SECS   first reconnect delay, doubling with jitter (default: 0.5)
   --limit-rate RATE    stay under RATE bytes/s, e.g. 500k, 20M (default: none)
   --compress MODE      auto, zstd, gzip or none, per chunk (default: auto)
+  --progress MODE      bar, json (one event per line) or none (default: bar
+                       when stdout is a terminal, else none)
   --token TOKEN        token for a server that requires one (or FTV_TOKEN)
   --tls                speak TLS 1.3; without --ca or --pin, trust the server
                        on first use and refuse if its certificate changes
@@ -176,6 +183,7 @@ const CONNECT_OPTIONS: OptionSpec = {
   "retry-delay": { type: "string" },
   "limit-rate": { type: "string" },
   compress: { type: "string" },
+  progress: { type: "string" },
   quiet: { type: "boolean" },
   json: { type: "boolean" },
   help: { type: "boolean" },
@@ -382,7 +390,11 @@ async function run(
         level,
       }, io);
   }
-  const log = new Logger("FileTransferClient", { level });
+  const progress = new ProgressReporter(progressMode(values));
+  const log = new Logger("FileTransferClient", {
+    level: progress.mode === "bar" && !values.quiet ? "WARNING" : level,
+    sink: progress.wrapSink(stderrSink),
+  });
   const connect = {
     host: stringValue(values, "host", "localhost"),
     port: integer(values, "port", 9999, 1, 65535),
@@ -398,6 +410,7 @@ async function run(
     fsync: values["no-fsync"] !== true,
     compress: compressionMode(values),
     ...optional("limitRate", limitRate(values)),
+    onProgress: progress.update,
   };
   switch (command) {
     case "client": {
@@ -409,7 +422,7 @@ async function run(
         ...transfer,
         ...optional("out", values.out as string | undefined),
       });
-      report(result, values, io, log);
+      report(result, values, io, log, progress);
       return EXIT.ok;
     }
     case "send": {
@@ -420,7 +433,7 @@ async function run(
         ...transfer,
         ...optional("as", values.as as string | undefined),
       });
-      report(result, values, io, log);
+      report(result, values, io, log, progress);
       return EXIT.ok;
     }
     case "get": {
@@ -434,7 +447,7 @@ async function run(
         ...optional("out", values.out as string | undefined),
         ...optional("expectSha256", expected?.toLowerCase()),
       });
-      report(result, values, io, log);
+      report(result, values, io, log, progress);
       return EXIT.ok;
     }
     case "list": {
@@ -540,6 +553,15 @@ async function clientTls(values: Values): Promise<TrustMode | undefined> {
   };
 }
 
+function progressMode(values: Values): ProgressMode {
+  const raw = values.progress;
+  if (raw === undefined) {
+    return Deno.stdout.isTerminal() && !values.json ? "bar" : "none";
+  }
+  if (raw === "bar" || raw === "json" || raw === "none") return raw;
+  throw new UsageError(`--progress must be bar, json or none, got "${raw}"`);
+}
+
 function compressionMode(values: Values): CompressionMode {
   const raw = values.compress ?? "auto";
   const mode = COMPRESSION_MODES.find((m) => m === raw);
@@ -624,7 +646,15 @@ function report(
   values: Values,
   io: Io,
   log: Logger,
+  progress: ProgressReporter,
 ): void {
+  progress.finish(
+    `${result.name}: ${formatBytes(result.bytes)} in ${
+      result.seconds.toFixed(2)
+    } s (${formatBytes(result.bytes / Math.max(result.seconds, 0.001))}/s), ${
+      formatBytes(result.wireBytes)
+    } on the wire, ${result.retransmittedChunks} chunk(s) resent, SHA-256 verified`,
+  );
   if (values.json) {
     io.out(JSON.stringify({
       name: result.name,

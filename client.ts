@@ -26,7 +26,10 @@ import {
   PROTOCOL_VERSION,
   ProtocolError,
 } from "./protocol.ts";
-import { receiveChunks, sendChunks, type TransferStats } from "./transfer.ts";
+import { receiveChunks } from "./receiver.ts";
+import { sendChunks } from "./sender.ts";
+import type { TransferStats } from "./transfer.ts";
+import type { ProgressEvent } from "./progress.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import { withReconnect } from "./reconnect.ts";
 import { AGENT } from "./version.ts";
@@ -55,6 +58,8 @@ export interface TransferOptions {
   limitRate?: number;
   /** Told how many chunks the receiving side already held when the transfer started. */
   onReady?: (heldChunks: number) => void;
+  /** Told how far the transfer is, after every chunk. */
+  onProgress?: (event: ProgressEvent) => void;
 }
 
 /** Options for {@linkcode FtvClient.send}. */
@@ -178,7 +183,7 @@ export class FtvClient implements Disposable {
       compression: options.compress ?? "auto",
       size: info.size,
       chunkSize: this.chunkSize,
-      ...this.#pacing(options),
+      ...this.#pacing(options, name, info.size),
       ...(options.knownSha256 ? { knownSha256: options.knownSha256 } : {}),
       ...(options.onDigest ? { onDigest: options.onDigest } : {}),
       log: this.log,
@@ -214,7 +219,7 @@ export class FtvClient implements Disposable {
       this.log.info(`Original file checksum: ${offer.sha256}`);
       this.log.info(`Expected chunks: ${store.count}`);
       const stats = await receiveChunks(this.#fc, store, {
-        ...this.#pacing(options),
+        ...this.#pacing(options, name, offer.size),
         transferId: offer.transferId,
         maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
         ...(options.expectSha256 === undefined
@@ -229,12 +234,18 @@ export class FtvClient implements Disposable {
     }
   }
 
-  #pacing(options: TransferOptions) {
+  /** The rate limit and callbacks a transfer of `name` hands to the chunk engine. */
+  #pacing(options: TransferOptions, name: string, total: number) {
+    const { onProgress } = options;
     return {
       ...(options.limitRate === undefined
         ? {}
         : { limiter: new RateLimiter(options.limitRate) }),
       ...(options.onReady === undefined ? {} : { onReady: options.onReady }),
+      ...(onProgress === undefined ? {} : {
+        onProgress: (bytes: number, retransmittedChunks: number) =>
+          onProgress({ name, bytes, total, retransmittedChunks }),
+      }),
     };
   }
 

@@ -35,7 +35,9 @@ import {
   ProtocolError,
 } from "./protocol.ts";
 import { ensureServerCertificates, loadCertificates } from "./tls.ts";
-import { receiveChunks, sendChunks, TransferError } from "./transfer.ts";
+import { receiveChunks } from "./receiver.ts";
+import { sendChunks } from "./sender.ts";
+import { TransferError } from "./transfer.ts";
 import { AGENT } from "./version.ts";
 
 /** Most repair rounds the server grants one upload. */

@@ -1,0 +1,82 @@
+/**
+ * Reading a file's chunks straight into data frames, so a chunk is read once
+ * into the buffer it is sent from.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { crc32 } from "node:zlib";
+import { chunkCount, chunkLength } from "./chunk_store.ts";
+import { allocDataFrame, DATA_FRAME_OVERHEAD } from "./protocol.ts";
+import { TransferError } from "./transfer.ts";
+
+/** Reads chunks of a file straight into data frames. */
+export class ChunkReader {
+  /** Number of chunks in the file. */
+  readonly count: number;
+  #file: Deno.FsFile;
+  #size: number;
+  #chunkSize: number;
+  #position = 0;
+
+  /** A reader of `file`, `size` bytes in chunks of `chunkSize`. */
+  constructor(file: Deno.FsFile, size: number, chunkSize: number) {
+    this.#file = file;
+    this.#size = size;
+    this.#chunkSize = chunkSize;
+    this.count = chunkCount(size, chunkSize);
+  }
+
+  /** Chunk `seq` as a data frame with its payload in place, not yet sealed. */
+  async frame(seq: number): Promise<Uint8Array> {
+    const length = chunkLength(seq, this.#size, this.#chunkSize);
+    const frame = allocDataFrame(Math.max(0, length));
+    const offset = seq * this.#chunkSize;
+    if (this.#position !== offset) {
+      await this.#file.seek(offset, Deno.SeekMode.Start);
+      this.#position = offset;
+    }
+    let filled = DATA_FRAME_OVERHEAD;
+    while (filled < frame.length) {
+      const got = await this.#file.read(frame.subarray(filled));
+      if (got === null) {
+        throw new TransferError(
+          `Cannot read chunk ${seq}: the file shrank while being sent`,
+        );
+      }
+      filled += got;
+      this.#position += got;
+    }
+    return frame;
+  }
+
+  /**
+   * Starts reading chunk `seq` ahead of need. A sender that gives up (its
+   * connection broke) leaves it pending while the file is closed: the
+   * failure then surfaces only if awaited, never as an unhandled rejection.
+   */
+  prefetch(seq: number): Promise<Uint8Array> {
+    const frame = this.frame(seq);
+    frame.catch(() => undefined);
+    return frame;
+  }
+
+  /** Every chunk's CRC-32, for a receiver re-verifying its part file. */
+  async checksums(): Promise<Uint32Array> {
+    const sums = new Uint32Array(this.count);
+    for (let seq = 0; seq < this.count; seq++) {
+      sums[seq] = crc32((await this.frame(seq)).subarray(DATA_FRAME_OVERHEAD));
+    }
+    return sums;
+  }
+
+  /** The whole file's SHA-256 (hex), read chunk by chunk. */
+  async digest(): Promise<string> {
+    const hash = createHash("sha256");
+    for (let seq = 0; seq < this.count; seq++) {
+      hash.update((await this.frame(seq)).subarray(DATA_FRAME_OVERHEAD));
+    }
+    return hash.digest("hex");
+  }
+}

@@ -1,0 +1,212 @@
+/**
+ * The receiving side of one file: tells the sender which chunks are held,
+ * checks each chunk's CRC, writes good ones to a {@linkcode ChunkStore},
+ * answers `nack` with exactly the sequence numbers still missing, and
+ * finalises once the whole-file SHA-256 matches.
+ *
+ * @module
+ */
+
+import { ChunkBitmap } from "./bitmap.ts";
+import { chunkLength, type ChunkStore } from "./chunk_store.ts";
+import { decodeChunk } from "./compression.ts";
+import { type FramedConnection, RemoteError } from "./connection.ts";
+import type { Logger } from "./log.ts";
+import { ERROR_CODE, ProtocolError } from "./protocol.ts";
+import type { RateLimiter } from "./rate_limit.ts";
+import {
+  decodeChecksums,
+  formatSeqs,
+  TransferError,
+  type TransferStats,
+} from "./transfer.ts";
+
+/** Options for {@linkcode receiveChunks}. */
+export interface ReceiveChunksOptions {
+  transferId: number;
+  /** Repair rounds allowed before giving up. */
+  maxRetries: number;
+  /** A digest the file must have (from the offer or the user). */
+  expectedSha256?: string;
+  /** Paces incoming chunk bytes (the sender slows down through TCP). */
+  limiter?: RateLimiter;
+  /** Told how many chunks are already held, once the sender knows. */
+  onReady?: (heldChunks: number) => void;
+  /** Told the bytes held so far and the chunk frames received in repair rounds. */
+  onProgress?: (bytes: number, retransmittedChunks: number) => void;
+  log?: Logger;
+}
+
+/** Most chunks whose checksums one `sums` message may carry. */
+export const MAX_SUMS_CHUNKS = 512 * 1024;
+
+/** Writes still queued before the receiver stops reading the socket. */
+const MAX_PENDING_WRITES = 8;
+
+/**
+ * Receives chunks into `store` until the file is verified and finalised:
+ * tells the sender which chunks are held (`ready`), then writes good chunks
+ * and asks again for missing or damaged ones.
+ */
+export async function receiveChunks(
+  fc: FramedConnection,
+  store: ChunkStore,
+  options: ReceiveChunksOptions,
+): Promise<TransferStats> {
+  const { transferId, maxRetries, log, limiter } = options;
+  const { size, chunkSize } = store.manifest;
+  const wireStart = fc.bytesReceived;
+  await announceHeld(fc, store, transferId, log);
+  options.onReady?.(store.have.count);
+  let held = store.resumedBytes;
+  const counted = ChunkBitmap.fromBase64(store.have.toBase64(), store.count);
+  options.onProgress?.(held, 0);
+  const pending: Promise<void>[] = [];
+  let round = 0;
+  let retransmitted = 0;
+  for (;;) {
+    const frame = await fc.next();
+    if (frame === null) {
+      throw new TransferError(
+        `Cannot finish receiving: the sender closed the connection with ${
+          store.count - store.have.count
+        } chunk(s) missing`,
+        { retryable: true },
+      );
+    }
+    if (frame.kind === "data") {
+      if (round > 0) retransmitted++;
+      if (frame.transferId !== transferId || frame.seq >= store.count) {
+        if (frame.intact) {
+          throw new ProtocolError(
+            `Cannot accept chunk ${frame.seq} of transfer ${frame.transferId}`,
+          );
+        }
+        log?.warn("Dropped a damaged chunk whose header cannot be trusted");
+        continue;
+      }
+      await limiter?.consume(frame.payload.length);
+      if (!frame.intact) {
+        log?.warn(`Checksum mismatch for chunk ${frame.seq}; will ask again`);
+        continue;
+      }
+      let bytes: Uint8Array;
+      try {
+        bytes = decodeChunk(
+          frame.payload,
+          frame.flags,
+          chunkLength(frame.seq, size, chunkSize),
+        );
+      } catch (error) {
+        log?.warn(
+          `Chunk ${frame.seq} is intact but unusable (${
+            (error as Error).message
+          }); will ask again`,
+        );
+        continue;
+      }
+      const written = store.accept(frame.seq, bytes);
+      if (!counted.has(frame.seq)) {
+        counted.add(frame.seq);
+        held += bytes.length;
+        options.onProgress?.(held, retransmitted);
+      }
+      written.catch(() => undefined);
+      pending.push(written);
+      if (pending.length > MAX_PENDING_WRITES) await pending.shift();
+      continue;
+    }
+    const message = frame.message;
+    if (message.type === "error") {
+      throw new RemoteError(message.code, message.message);
+    }
+    if (message.type !== "done" || message.transferId !== transferId) {
+      throw new ProtocolError(
+        `Cannot continue receiving: unexpected "${message.type}" message`,
+      );
+    }
+    await Promise.all(pending.splice(0));
+    await store.flush();
+    log?.info("End of transmission received");
+    const missing = store.have.missing();
+    if (missing.length > 0) {
+      log?.error(
+        `Missing chunks: received ${store.have.count} out of ${store.count}`,
+      );
+      log?.error(`Missing sequence numbers: ${formatSeqs(missing)}`);
+      if (round >= maxRetries) {
+        const reason = `${missing.length} chunk(s) still missing after ${
+          round + 1
+        } attempt(s) (sequence numbers ${formatSeqs(missing)})`;
+        await store.suspend();
+        const message = `Cannot complete transfer: ${reason}`;
+        await fc.sendError(ERROR_CODE.tooManyRetries, message);
+        throw new TransferError(message);
+      }
+      round++;
+      log?.info(`Retrying missing chunks (attempt ${round}/${maxRetries})...`);
+      await fc.send({ type: "nack", transferId, seqs: missing, round });
+      continue;
+    }
+    const actual = await store.digest();
+    log?.info(`Reassembled file checksum: ${actual}`);
+    const expected = options.expectedSha256 ?? message.sha256;
+    if (actual !== message.sha256 || actual !== expected) {
+      await store.discard();
+      const reason =
+        `SHA-256 ${actual} does not match the expected ${expected}`;
+      await fc.sendError(ERROR_CODE.digestMismatch, reason);
+      throw new TransferError(`Cannot verify file: ${reason}`, {
+        retryable: true,
+      });
+    }
+    log?.info("Checksum verification successful!");
+    await store.finalize();
+    await fc.send({
+      type: "verified",
+      transferId,
+      sha256: actual,
+      bytes: size,
+    });
+    return {
+      sha256: actual,
+      bytes: size,
+      chunks: store.count,
+      retransmittedChunks: retransmitted,
+      attempts: round + 1,
+      wireBytes: fc.bytesReceived - wireStart,
+      resumedChunks: store.resumedChunks,
+      resumedBytes: store.resumedBytes,
+    };
+  }
+}
+
+/** Sends `ready`, first re-verifying a part file whose state was lost. */
+async function announceHeld(
+  fc: FramedConnection,
+  store: ChunkStore,
+  transferId: number,
+  log: Logger | undefined,
+): Promise<void> {
+  if (store.needsVerification && store.count <= MAX_SUMS_CHUNKS) {
+    log?.warn(
+      `Resume state for ${store.path} is missing or damaged; re-verifying the part file`,
+    );
+    await fc.send({
+      type: "ready",
+      transferId,
+      have: store.have.toBase64(),
+      verifyPart: true,
+    });
+    const sums = await fc.expect("sums");
+    const held = await store.verifyPart(
+      decodeChecksums(sums.crc32, store.count),
+    );
+    log?.info(`Part file re-verified: ${held} of ${store.count} chunks intact`);
+  } else if (store.resumedChunks > 0) {
+    log?.info(
+      `Resuming ${store.path}: ${store.resumedChunks} of ${store.count} chunks already held`,
+    );
+  }
+  await fc.send({ type: "ready", transferId, have: store.have.toBase64() });
+}

@@ -1,0 +1,314 @@
+/**
+ * The sending side of one file: waits for the receiver's `ready` (which
+ * chunks it holds), streams the rest with the whole-file SHA-256 computed on
+ * the way, says `done`, then serves repair rounds until `verified`.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import type { ChunkBitmap } from "./bitmap.ts";
+import { ChunkReader } from "./chunk_reader.ts";
+import { bytesHeld, chunkCount } from "./chunk_store.ts";
+import { ChunkCompressor, type CompressionMode } from "./compression.ts";
+import { type FramedConnection, RemoteError } from "./connection.ts";
+import type { ErrorSimulator } from "./faults.ts";
+import type { Logger } from "./log.ts";
+import {
+  DATA_FRAME_OVERHEAD,
+  encodeData,
+  ProtocolError,
+  sealDataFrame,
+} from "./protocol.ts";
+import type { RateLimiter } from "./rate_limit.ts";
+import {
+  decodeBitmap,
+  encodeChecksums,
+  repairCopies,
+  TransferError,
+  type TransferStats,
+} from "./transfer.ts";
+
+/** Options for {@linkcode sendChunks}. */
+export interface SendChunksOptions {
+  /** The transfer's id; when absent, the one in the receiver's `ready` is used. */
+  transferId?: number;
+  /** File size in bytes. */
+  size: number;
+  /** Bytes per chunk. */
+  chunkSize: number;
+  /** The file's SHA-256 when known; otherwise computed while sending in order. */
+  sha256?: string;
+  /** Damages outgoing chunks, for the demo and tests. */
+  simulator?: ErrorSimulator;
+  /** Upper bound on repair rounds this side serves. @default 100 */
+  maxRounds?: number;
+  /** Paces outgoing chunk bytes. */
+  limiter?: RateLimiter;
+  /** The digest offered in the request, reported if the receiver already holds the file. */
+  knownSha256?: string;
+  /** Told the file's digest as soon as it is known, so a retry can offer it. */
+  onDigest?: (sha256: string) => void;
+  /** How chunks are compressed on the wire. @default "none" */
+  compression?: CompressionMode;
+  /** Told how many chunks the receiver already holds, once it says so. */
+  onReady?: (heldChunks: number) => void;
+  /** Told the bytes delivered so far (first sends) and the chunks sent again. */
+  onProgress?: (bytes: number, retransmittedChunks: number) => void;
+  /** Where repair rounds are logged. */
+  log?: Logger;
+}
+
+/**
+ * Sends a file's chunks until the receiver reports it verified.
+ */
+export async function sendChunks(
+  fc: FramedConnection,
+  file: Deno.FsFile,
+  options: SendChunksOptions,
+): Promise<TransferStats> {
+  const { size, chunkSize, simulator } = options;
+  const wireStart = fc.bytesSent;
+  const count = chunkCount(size, chunkSize);
+  const reader = new ChunkReader(file, size, chunkSize);
+  const readiness = await awaitReady(fc, options.transferId, reader);
+  if (readiness === "verified") {
+    return alreadyHeld(size, count, options.knownSha256 ?? "");
+  }
+  const { transferId, have } = readiness;
+  options.onReady?.(have.count);
+  const sender = new ChunkSender(fc, reader, transferId, options);
+  sender.progress(bytesHeld(have, size, chunkSize));
+  let sha256 = options.sha256;
+  if (sha256 === undefined && simulator) sha256 = await reader.digest();
+  if (sha256 === undefined) {
+    sha256 = await sender.sendInOrderHashing(have);
+  } else {
+    const firstRound = have.missing();
+    await sender.send(simulator ? simulator.order(firstRound) : firstRound);
+  }
+  options.onDigest?.(sha256);
+  await fc.send({ type: "done", transferId, sha256 });
+  let rounds = 0;
+  const maxRounds = options.maxRounds ?? 100;
+  for (;;) {
+    const reply = await fc.nextControl();
+    if (reply.type === "verified" && reply.transferId === transferId) {
+      return {
+        sha256,
+        bytes: size,
+        chunks: count,
+        retransmittedChunks: sender.retransmitted,
+        attempts: rounds + 1,
+        wireBytes: fc.bytesSent - wireStart,
+        resumedChunks: have.count,
+        resumedBytes: bytesHeld(have, size, chunkSize),
+      };
+    }
+    if (reply.type === "error") {
+      throw new RemoteError(reply.code, reply.message);
+    }
+    if (reply.type !== "nack" || reply.transferId !== transferId) {
+      throw new ProtocolError(
+        `Cannot continue sending: unexpected "${reply.type}" message`,
+      );
+    }
+    rounds++;
+    if (rounds > maxRounds) {
+      throw new TransferError(
+        `Cannot send: receiver still misses chunks after ${maxRounds} repair rounds`,
+      );
+    }
+    checkRepairRequest(reply.seqs, count);
+    const copies = repairCopies(reply.round);
+    options.log?.info(
+      `Resending ${reply.seqs.length} chunk(s), round ${reply.round}${
+        copies > 1 ? `, ${copies} copies each` : ""
+      }`,
+    );
+    await sender.send(
+      simulator ? simulator.order(reply.seqs) : reply.seqs,
+      reply.round,
+    );
+    await fc.send({ type: "done", transferId, sha256 });
+  }
+}
+
+/**
+ * A receiver names each missing chunk once and only chunks of the file;
+ * anything else would let a tiny `nack` make this side send without bound.
+ */
+function checkRepairRequest(seqs: readonly number[], count: number): void {
+  const asked = new Set<number>();
+  for (const seq of seqs) {
+    if (seq >= count) {
+      throw new ProtocolError(
+        `Cannot resend chunk ${seq}: the file has ${count} chunks`,
+      );
+    }
+    if (asked.has(seq)) {
+      throw new ProtocolError(
+        `Cannot resend chunk ${seq}: the nack names it more than once`,
+      );
+    }
+    asked.add(seq);
+  }
+}
+
+/**
+ * Waits for the receiver's `ready`, or `verified` when it already holds the
+ * file. A receiver that lost its resume state asks for every chunk's CRC-32
+ * first, to re-verify its part file.
+ */
+async function awaitReady(
+  fc: FramedConnection,
+  expectedId: number | undefined,
+  reader: ChunkReader,
+): Promise<{ transferId: number; have: ChunkBitmap } | "verified"> {
+  const first = await fc.nextControl();
+  if (first.type === "verified") return "verified";
+  if (first.type === "error") {
+    throw new RemoteError(first.code, first.message);
+  }
+  if (first.type !== "ready") {
+    throw new ProtocolError(
+      `Cannot start sending: expected "ready", got "${first.type}"`,
+    );
+  }
+  let ready = first;
+  const transferId = expectedId ?? ready.transferId;
+  if (ready.verifyPart && ready.transferId === transferId) {
+    const sums = await reader.checksums();
+    await fc.send({ type: "sums", transferId, crc32: encodeChecksums(sums) });
+    ready = await fc.expect("ready");
+  }
+  if (ready.transferId !== transferId || ready.verifyPart) {
+    throw new ProtocolError('Cannot start sending: unexpected "ready"');
+  }
+  return { transferId, have: decodeBitmap(ready.have, reader.count) };
+}
+
+/** Stats of a file the receiver already held whole: nothing travelled. */
+function alreadyHeld(
+  size: number,
+  count: number,
+  sha256: string,
+): TransferStats {
+  return {
+    sha256,
+    bytes: size,
+    chunks: count,
+    retransmittedChunks: 0,
+    attempts: 0,
+    wireBytes: 0,
+    resumedChunks: count,
+    resumedBytes: size,
+  };
+}
+
+/** Puts one transfer's chunks on the wire: compressed, paced, damaged when simulating. */
+class ChunkSender {
+  /** Chunk frames sent in repair rounds. */
+  retransmitted = 0;
+  #fc: FramedConnection;
+  #reader: ChunkReader;
+  #transferId: number;
+  #simulator: ErrorSimulator | undefined;
+  #limiter: RateLimiter | undefined;
+  #compressor: ChunkCompressor | undefined;
+  #onProgress: SendChunksOptions["onProgress"];
+  #delivered = 0;
+
+  constructor(
+    fc: FramedConnection,
+    reader: ChunkReader,
+    transferId: number,
+    options: SendChunksOptions,
+  ) {
+    this.#fc = fc;
+    this.#reader = reader;
+    this.#transferId = transferId;
+    this.#simulator = options.simulator;
+    this.#limiter = options.limiter;
+    this.#compressor = options.compression && options.compression !== "none"
+      ? new ChunkCompressor(options.compression)
+      : undefined;
+    this.#onProgress = options.onProgress;
+  }
+
+  /** Counts bytes as delivered (first sends, or chunks the receiver held). */
+  progress(bytes: number): void {
+    this.#delivered += bytes;
+    this.#onProgress?.(this.#delivered, this.retransmitted);
+  }
+
+  /**
+   * Reads every chunk in order, hashing all of them and sending those the
+   * receiver lacks; resolves to the file's SHA-256.
+   */
+  async sendInOrderHashing(have: ChunkBitmap): Promise<string> {
+    const hash = createHash("sha256");
+    const count = this.#reader.count;
+    let next = this.#reader.prefetch(0);
+    for (let seq = 0; seq < count; seq++) {
+      const frame = await next;
+      if (seq + 1 < count) next = this.#reader.prefetch(seq + 1);
+      const payload = frame.subarray(DATA_FRAME_OVERHEAD);
+      hash.update(payload);
+      if (have.has(seq)) continue;
+      await this.#write(this.#seal(frame, seq));
+      this.progress(payload.length);
+    }
+    if (count === 0) await next.catch(() => undefined);
+    return hash.digest("hex");
+  }
+
+  /**
+   * Sends chunks `seqs`: once in the first round (`round` 0), and
+   * {@linkcode repairCopies} times each in repair round `round`.
+   */
+  async send(seqs: readonly number[], round = 0): Promise<void> {
+    if (seqs.length === 0) return;
+    const copies = round === 0 ? 1 : repairCopies(round);
+    let next = this.#reader.prefetch(seqs[0]!);
+    for (let i = 0; i < seqs.length; i++) {
+      const seq = seqs[i]!;
+      const raw = await next;
+      const frame = this.#seal(raw, seq);
+      if (i + 1 < seqs.length) next = this.#reader.prefetch(seqs[i + 1]!);
+      let written = 0;
+      for (let copy = 0; copy < copies; copy++) {
+        const fate = this.#simulator?.fate(seq) ?? "deliver";
+        if (fate === "lose") continue;
+        if (fate === "corrupt") {
+          const damaged = frame.slice();
+          this.#simulator!.corrupt(damaged.subarray(DATA_FRAME_OVERHEAD));
+          await this.#write(damaged);
+        } else {
+          await this.#write(frame);
+        }
+        written++;
+      }
+      if (round === 0) {
+        this.progress(raw.length - DATA_FRAME_OVERHEAD);
+      } else {
+        this.retransmitted += written;
+        this.#onProgress?.(this.#delivered, this.retransmitted);
+      }
+    }
+  }
+
+  async #write(frame: Uint8Array): Promise<void> {
+    await this.#limiter?.consume(frame.length);
+    await this.#fc.write(frame);
+  }
+
+  /** Seals a frame read from the file, compressing its payload when that pays. */
+  #seal(frame: Uint8Array, seq: number): Uint8Array {
+    const wire = this.#compressor?.encode(frame.subarray(DATA_FRAME_OVERHEAD));
+    if (!wire || wire.flags === 0) {
+      return sealDataFrame(frame, this.#transferId, seq);
+    }
+    return encodeData(this.#transferId, seq, wire.payload, wire.flags);
+  }
+}

@@ -60,7 +60,15 @@ export class FramedConnection {
     this.conn = conn;
     this.#reader = new FrameReader({
       read: async (p) => {
-        const got = await conn.read(p);
+        let got: number | null;
+        try {
+          got = await conn.read(p);
+        } catch (error) {
+          // A TLS peer that closes without close_notify: an end of stream
+          // like any other; a frame cut short is still caught by the reader.
+          if (error instanceof Deno.errors.UnexpectedEof) return null;
+          throw error;
+        }
         if (got !== null) this.#bytesReceived += got;
         return got;
       },

@@ -15,6 +15,13 @@ const RANK: Record<LogLevel, number> = {
   ERROR: 3,
 };
 
+// deno-lint-ignore no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
+
+function escapeControl(character: string): string {
+  return `\\u${character.charCodeAt(0).toString(16).padStart(4, "0")}`;
+}
+
 /** Where log lines go; tests capture them with their own sink. */
 export type LogSink = (line: string) => void;
 
@@ -65,13 +72,16 @@ export class Logger {
     return new Logger(component, { level, sink: this.#sink });
   }
 
-  /** Writes `message` at `level` when the level is enabled. */
+  /**
+   * Writes `message` at `level` when the level is enabled. Control characters
+   * are shown as `\uXXXX`: text from a peer cannot forge or hide log lines.
+   */
   log(level: LogLevel, message: string): void {
     if (RANK[level] < this.#min) return;
     this.#sink(
-      `${
-        formatTimestamp(new Date())
-      } - ${this.component} - ${level} - ${message}`,
+      `${formatTimestamp(new Date())} - ${this.component} - ${level} - ${
+        message.replace(CONTROL_CHARACTERS, escapeControl)
+      }`,
     );
   }
 

@@ -356,7 +356,9 @@ class Server implements FtvServer {
     if (hello.version !== PROTOCOL_VERSION) {
       throw new RemoteError(
         ERROR_CODE.unsupportedVersion,
-        `Cannot talk to ${hello.agent}: protocol version ${hello.version} is not ${PROTOCOL_VERSION}`,
+        `Cannot talk to ${
+          JSON.stringify(hello.agent)
+        }: protocol version ${hello.version} is not ${PROTOCOL_VERSION}`,
       );
     }
     const { token } = this.#settings;

@@ -64,6 +64,11 @@ export interface ChunkStoreOptions {
    * crashes are still safe (the page cache survives them). @default true
    */
   fsync?: boolean;
+  /**
+   * Permission bits and modification time the finished file gets, set on
+   * the part file before it takes its final name.
+   */
+  attributes?: { mode?: number; mtimeMs?: number };
 }
 
 interface SavedState {
@@ -100,6 +105,7 @@ export class ChunkStore {
   #nextToHash = 0;
   #checkpointMs: number;
   #fsync: boolean;
+  #attributes: ChunkStoreOptions["attributes"];
   #lastCheckpoint = performance.now();
   #background: Promise<void> | undefined;
   #closed = false;
@@ -124,6 +130,7 @@ export class ChunkStore {
     this.#file = file;
     this.#checkpointMs = options.checkpointMs ?? 1000;
     this.#fsync = options.fsync ?? true;
+    this.#attributes = options.attributes;
   }
 
   /**
@@ -288,6 +295,11 @@ export class ChunkStore {
   async finalize(): Promise<void> {
     await this.flush();
     await this.#background;
+    const { mode, mtimeMs } = this.#attributes ?? {};
+    if (mode !== undefined) await Deno.chmod(this.partPath, mode & 0o777);
+    if (mtimeMs !== undefined) {
+      await this.#file.utime(new Date(), new Date(mtimeMs));
+    }
     if (this.#fsync) await this.#file.sync();
     this.#close();
     await Deno.rename(this.partPath, this.path);

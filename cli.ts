@@ -19,8 +19,7 @@ import { AuthenticationError } from "./auth.ts";
 import { COMPRESSION_MODES, type CompressionMode } from "./compression.ts";
 import { hashFile } from "./digest.ts";
 import { parseHostPort, startProxy } from "./proxy.ts";
-import { normalizeFingerprint } from "./tls.ts";
-import { defaultKnownHostsPath, TrustError, type TrustMode } from "./trust.ts";
+import type { TrustMode } from "./trust.ts";
 import { parseBytes } from "./rate_limit.ts";
 import { ConnectionError, RemoteError } from "./connection.ts";
 import { runDemo } from "./demo.ts";
@@ -33,6 +32,7 @@ import {
 import { ProtocolError } from "./protocol.ts";
 import { type ServeOptions, serveUntilSignal } from "./server.ts";
 import { TransferError } from "./transfer.ts";
+import type { TreeOptions, TreeResult, Walk } from "./tree.ts";
 import { VERSION } from "./version.ts";
 
 /** Exit codes. */
@@ -116,15 +116,28 @@ and the whole file, and asks again for missing or damaged chunks.
   --max-retries N      repair rounds per connection, and reconnects in a row
                        without progress, before giving up (default: ${DEFAULT_MAX_RETRIES})
 ${CONNECT_HELP}`,
-  send: `Usage: ftv send PATH [options]
+  send: `Usage: ftv send PATH... [options]
 
-  --as NAME            store under this name (default: the file's name)
+Uploads files and folders. A folder travels as a tree of relative names
+(photos/ is stored as photos/...), with empty files and folders, modes and
+mtimes; its small files are pipelined over one connection.
+
+  --as NAME            store under this name (default: the file's or folder's
+                       name; one PATH only)
+  --follow-symlinks    follow symbolic links inside folders (default: report
+                       each one and skip it)
+  --dry-run            print what would be sent (size and name of each file,
+                       then a total) and send nothing
   --max-retries N      repair rounds per connection, and reconnects in a row
                        without progress, before giving up (default: ${DEFAULT_MAX_RETRIES})
 ${CONNECT_HELP}`,
   get: `Usage: ftv get NAME [options]
 
-  --out PATH           where to write the file (default: NAME)
+Downloads a stored file, or a stored folder with everything under it (one
+verified get per file over one connection; modes and mtimes restored).
+
+  --out PATH           where to write the file or folder (default: NAME's
+                       last component)
   --no-fsync           skip syncing the file to disk before renaming it
   --max-retries N      repair rounds before giving up (default: ${DEFAULT_MAX_RETRIES})
   --expect-sha256 HEX  refuse the file unless it has this digest
@@ -233,6 +246,8 @@ const OPTIONS: Record<string, OptionSpec> = {
   send: {
     ...CONNECT_OPTIONS,
     as: { type: "string" },
+    "follow-symlinks": { type: "boolean" },
+    "dry-run": { type: "boolean" },
     "max-retries": { type: "string" },
   },
   get: {
@@ -311,7 +326,11 @@ export async function main(args: string[], io: Io = STDIO): Promise<number> {
       return EXIT.usage;
     }
     io.err(`ftv: ${describe(error)}`);
-    if (error instanceof AuthenticationError || error instanceof TrustError) {
+    // TrustError is matched by name: trust.ts is only loaded for --tls.
+    if (
+      error instanceof AuthenticationError ||
+      (error as Error | undefined)?.name === "TrustError"
+    ) {
       return EXIT.auth;
     }
     return EXIT.failed;
@@ -426,9 +445,17 @@ async function run(
       return EXIT.ok;
     }
     case "send": {
-      if (positionals.length !== 1) throw new UsageError("send takes one PATH");
+      if (positionals.length === 0) throw new UsageError("send needs a PATH");
+      if (positionals.length > 1 && values.as !== undefined) {
+        throw new UsageError("--as takes one PATH");
+      }
       const path = positionals[0]!;
-      await mustBeFile(path);
+      if (
+        positionals.length > 1 || values["dry-run"] ||
+        !(await isFile(path))
+      ) {
+        return await sendPaths(positionals, values, transfer, io, progress);
+      }
       const result = await send(path, {
         ...transfer,
         ...optional("as", values.as as string | undefined),
@@ -442,26 +469,56 @@ async function run(
       if (expected !== undefined && !/^[0-9a-fA-F]{64}$/.test(expected)) {
         throw new UsageError("--expect-sha256 needs 64 hex digits");
       }
-      const result = await get(positionals[0]!, {
+      const name = positionals[0]!;
+      const out = values.out as string | undefined;
+      const result = await get(name, {
         ...transfer,
-        ...optional("out", values.out as string | undefined),
+        ...optional("out", out),
         ...optional("expectSha256", expected?.toLowerCase()),
+      }).catch(async (error) => {
+        // Not a stored file: perhaps a stored folder.
+        if (!(error instanceof RemoteError) || error.code !== "not_found") {
+          throw error;
+        }
+        if (expected !== undefined) {
+          throw new UsageError(
+            `--expect-sha256 applies to a stored file, and ${
+              JSON.stringify(name)
+            } is none`,
+          );
+        }
+        const { getTree } = await import("./tree.ts");
+        const tree = await getTree(name, {
+          ...transfer,
+          ...optional("out", out),
+        });
+        if (tree === undefined) throw error;
+        return tree;
       });
-      report(result, values, io, log, progress);
+      if ("entries" in result) reportTree(result, values, io, progress);
+      else report(result, values, io, log, progress);
       return EXIT.ok;
     }
     case "list": {
       noPositionals(positionals);
       using client = await FtvClient.connect(connect);
-      const files = await client.list();
+      const { files, dirs } = await client.listTree();
       if (values.json) {
-        io.out(JSON.stringify({ files }));
+        io.out(JSON.stringify(dirs.length > 0 ? { files, dirs } : { files }));
       } else {
-        for (const file of files) {
-          io.out(
-            `${file.sha256}  ${String(file.size).padStart(12)}  ${file.name}`,
-          );
-        }
+        const lines = [
+          ...files.map((file) => ({
+            name: file.name,
+            line: `${file.sha256}  ${
+              String(file.size).padStart(12)
+            }  ${file.name}`,
+          })),
+          ...dirs.map((dir) => ({
+            name: dir.name,
+            line: `${"-".padEnd(64)}  ${"-".padStart(12)}  ${dir.name}/`,
+          })),
+        ].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+        for (const { line } of lines) io.out(line);
       }
       return EXIT.ok;
     }
@@ -540,6 +597,7 @@ async function clientTls(values: Values): Promise<TrustMode | undefined> {
   }
   if (pin !== undefined) {
     try {
+      const { normalizeFingerprint } = await import("./tls.ts");
       return { kind: "pin", fingerprint: normalizeFingerprint(pin) };
     } catch (error) {
       throw new UsageError(`--pin: ${(error as Error).message}`);
@@ -549,7 +607,8 @@ async function clientTls(values: Values): Promise<TrustMode | undefined> {
   const knownHosts = values["known-hosts"] as string | undefined;
   return {
     kind: "tofu",
-    knownHostsPath: knownHosts ?? defaultKnownHostsPath(),
+    knownHostsPath: knownHosts ??
+      (await import("./trust.ts")).defaultKnownHostsPath(),
   };
 }
 
@@ -676,6 +735,103 @@ function report(
     `Transfer Successful! Time taken: ${result.seconds.toFixed(2)} seconds`,
   );
   io.out(`${result.sha256}  ${result.path}`);
+}
+
+/** `send` of folders, several paths, or `--dry-run`: see `tree.ts`. */
+async function sendPaths(
+  paths: string[],
+  values: Values,
+  transfer: TreeOptions,
+  io: Io,
+  progress: ProgressReporter,
+): Promise<number> {
+  for (const path of paths) {
+    try {
+      await Deno.stat(path);
+    } catch (error) {
+      throw new UsageError(
+        `cannot read "${path}": ${
+          error instanceof Deno.errors.NotFound
+            ? "no such file or folder"
+            : (error as Error).message
+        }`,
+      );
+    }
+  }
+  const { sendTree, walkTree } = await import("./tree.ts");
+  const walkOptions = {
+    ...optional("as", values.as as string | undefined),
+    followSymlinks: values["follow-symlinks"] === true,
+    ...optional("log", transfer.log),
+  };
+  const usage = (error: unknown) => {
+    throw error instanceof TypeError ? new UsageError(error.message) : error;
+  };
+  if (!values["dry-run"]) {
+    const sent = await sendTree(paths, { ...transfer, ...walkOptions })
+      .catch(usage);
+    reportTree(sent, values, io, progress);
+    return EXIT.ok;
+  }
+  let walk: Walk;
+  try {
+    walk = walkTree(paths, walkOptions);
+  } catch (error) {
+    return usage(error);
+  }
+  const files = walk.entries.filter((entry) => entry.kind === "file");
+  const bytes = files.reduce((sum, file) => sum + file.size, 0);
+  const dirs = walk.entries.length - files.length;
+  if (values.json) {
+    io.out(JSON.stringify({
+      dryRun: true,
+      files: files.length,
+      dirs,
+      bytes,
+      skippedLinks: walk.skippedLinks,
+      entries: files.map((file) => ({ name: file.name, bytes: file.size })),
+    }));
+  } else {
+    for (const file of files) {
+      io.out(`${String(file.size).padStart(12)}  ${file.name}`);
+    }
+    io.out(
+      `${files.length} file(s), ${bytes} bytes (${
+        formatBytes(bytes)
+      }), ${dirs} folder(s): dry run, nothing sent`,
+    );
+  }
+  return walk.problems.length > 0 ? EXIT.failed : EXIT.ok;
+}
+
+function reportTree(
+  result: TreeResult,
+  values: Values,
+  io: Io,
+  progress: ProgressReporter,
+): void {
+  progress.finish(
+    `${result.name}: ${result.files} file(s), ${formatBytes(result.bytes)} in ${
+      result.seconds.toFixed(2)
+    } s, ${
+      formatBytes(result.wireBytes)
+    } on the wire, every file SHA-256 verified`,
+  );
+  if (values.json) {
+    io.out(JSON.stringify(result));
+    return;
+  }
+  io.out(
+    `${result.files} file(s), ${result.dirs} folder(s), ${result.bytes} bytes verified: ${result.path}`,
+  );
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
 }
 
 async function mustBeFile(path: string): Promise<void> {

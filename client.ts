@@ -14,10 +14,11 @@ import {
   FramedConnection,
   RemoteError,
 } from "./connection.ts";
-import { connectTrusted, type TrustMode } from "./trust.ts";
+import type { TrustMode } from "./trust.ts";
 import { Logger } from "./log.ts";
 import {
   DEFAULT_CHUNK_SIZE,
+  type DirEntry,
   ERROR_CODE,
   type FileEntry,
   MAX_CHUNK_BYTES,
@@ -131,13 +132,18 @@ export class FtvClient implements Disposable {
     const timeoutMs = options.timeoutMs ?? 30_000;
     const log = options.log ?? new Logger("FileTransferClient");
     const conn = options.tls
-      ? await connectTrusted(host, port, options.tls, {
-        timeoutMs,
-        onNewHost: (_host, fingerprint, path) =>
-          log.warn(
-            `Trusting ${host}:${port} on first use (${fingerprint}); remembered in ${path}`,
-          ),
-      })
+      ? await (await import("./trust.ts")).connectTrusted(
+        host,
+        port,
+        options.tls,
+        {
+          timeoutMs,
+          onNewHost: (_host, fingerprint, path) =>
+            log.warn(
+              `Trusting ${host}:${port} on first use (${fingerprint}); remembered in ${path}`,
+            ),
+        },
+      )
       : await connectWithTimeout(host, port, timeoutMs);
     const fc = new FramedConnection(conn, { idleTimeoutMs: timeoutMs });
     try {
@@ -158,6 +164,15 @@ export class FtvClient implements Disposable {
     }
   }
 
+  /**
+   * The framed connection, for pipelined requests (`tree.ts`).
+   *
+   * @internal
+   */
+  get connection(): FramedConnection {
+    return this.#fc;
+  }
+
   /** Uploads a file; resolves once the server has verified it. */
   async send(path: string, options: SendOptions = {}): Promise<TransferResult> {
     const started = performance.now();
@@ -173,6 +188,7 @@ export class FtvClient implements Disposable {
       mtimeMs: info.mtime?.getTime() ?? 0,
       maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
       ...(options.knownSha256 ? { sha256: options.knownSha256 } : {}),
+      ...(info.mode === null ? {} : { mode: info.mode & 0o777 }),
     });
     this.log.info(
       `Uploading ${path} as ${name} (${info.size} bytes, ${
@@ -207,14 +223,17 @@ export class FtvClient implements Disposable {
         `Cannot receive ${name}: ${offer.size} bytes is too many chunks`,
       );
     }
-    const path = options.out ?? name;
+    const path = options.out ?? basename(name);
     const store = await ChunkStore.open(path, {
       name: offer.name,
       size: offer.size,
       chunkSize: offer.chunkSize,
       mtimeMs: offer.mtimeMs,
       sha256: offer.sha256,
-    }, { fsync: options.fsync ?? true });
+    }, {
+      fsync: options.fsync ?? true,
+      attributes: { mode: offer.mode, mtimeMs: offer.mtimeMs },
+    });
     try {
       this.log.info(`Original file checksum: ${offer.sha256}`);
       this.log.info(`Expected chunks: ${store.count}`);
@@ -253,6 +272,18 @@ export class FtvClient implements Disposable {
   async list(): Promise<FileEntry[]> {
     await this.#fc.send({ type: "list" });
     return (await this.#fc.expect("listing")).files;
+  }
+
+  /** The server's stored files and folders, all or only `prefix` and what lies under it. */
+  async listTree(
+    prefix?: string,
+  ): Promise<{ files: FileEntry[]; dirs: DirEntry[] }> {
+    await this.#fc.send({
+      type: "list",
+      ...(prefix === undefined ? {} : { prefix }),
+    });
+    const listing = await this.#fc.expect("listing");
+    return { files: listing.files, dirs: listing.dirs ?? [] };
   }
 
   /** Closes the connection. */

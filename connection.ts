@@ -7,6 +7,7 @@
  */
 
 import {
+  BufferPool,
   type ControlMessage,
   type ControlOf,
   type ControlType,
@@ -53,27 +54,41 @@ export class FramedConnection {
   idleTimeoutMs: number;
   #closed = false;
   #bytesSent = 0;
+  #queued: Uint8Array[] = [];
+  #queuedBytes = 0;
+  /** Where large received frame bodies come from; give payloads back when done. */
+  readonly pool: BufferPool = new BufferPool();
   #bytesReceived = 0;
 
   /** Wraps an open connection. */
   constructor(conn: Deno.Conn, options: FramedConnectionOptions = {}) {
     this.conn = conn;
-    this.#reader = new FrameReader({
-      read: async (p) => {
-        let got: number | null;
-        try {
-          got = await conn.read(p);
-        } catch (error) {
-          // A TLS peer that closes without close_notify: an end of stream
-          // like any other; a frame cut short is still caught by the reader.
-          if (error instanceof Deno.errors.UnexpectedEof) return null;
-          throw error;
-        }
-        if (got !== null) this.#bytesReceived += got;
-        return got;
+    this.#reader = new FrameReader(
+      {
+        read: async (p) => {
+          let got: number | null;
+          try {
+            got = await conn.read(p);
+          } catch (error) {
+            // A TLS peer that closes without close_notify: an end of stream
+            // like any other; a frame cut short is still caught by the reader.
+            if (error instanceof Deno.errors.UnexpectedEof) return null;
+            throw error;
+          }
+          if (got !== null) this.#bytesReceived += got;
+          return got;
+        },
       },
-    });
+      undefined,
+      this.pool,
+    );
     this.idleTimeoutMs = options.idleTimeoutMs ?? 0;
+    try {
+      // Frames are written whole; Nagle would only delay small ones.
+      (conn as Deno.TcpConn).setNoDelay?.(true);
+    } catch {
+      // Not a TCP connection (or already closed): nothing to tune.
+    }
   }
 
   /** Bytes written to the socket so far. */
@@ -92,11 +107,17 @@ export class FramedConnection {
     return `${addr.hostname}:${addr.port}`;
   }
 
+  /** Whether a whole frame is already buffered, so {@linkcode next} needs no I/O. */
+  get hasBufferedFrame(): boolean {
+    return this.#reader.hasFrame;
+  }
+
   /** Next frame, or `null` when the peer closed cleanly between frames. */
   async next(): Promise<Frame | null> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let timedOut = false;
-    if (this.idleTimeoutMs > 0) {
+    // A frame already buffered needs no timer: arming one per frame costs more than the frame.
+    if (this.idleTimeoutMs > 0 && !this.#reader.hasFrame) {
       timer = setTimeout(() => {
         timedOut = true;
         this.close();
@@ -149,6 +170,41 @@ export class FramedConnection {
    * (it stopped reading) fails the write, as a silent one fails a read.
    */
   async write(frame: Uint8Array): Promise<void> {
+    if (this.#queued.length > 0) await this.flush();
+    await this.#writeNow(frame);
+  }
+
+  /**
+   * Queues a control message to go out with the next write or
+   * {@linkcode flush}, so many small replies take one socket write; order
+   * is kept (a later write sends the queue first).
+   */
+  queue(message: ControlMessage): void {
+    const frame = encodeControl(message);
+    this.#queued.push(frame);
+    this.#queuedBytes += frame.length;
+  }
+
+  /** Messages queued and not yet written. */
+  get queued(): number {
+    return this.#queued.length;
+  }
+
+  /** Writes what {@linkcode queue} holds, in one write. */
+  async flush(): Promise<void> {
+    if (this.#queued.length === 0) return;
+    const bytes = new Uint8Array(this.#queuedBytes);
+    let at = 0;
+    for (const frame of this.#queued) {
+      bytes.set(frame, at);
+      at += frame.length;
+    }
+    this.#queued = [];
+    this.#queuedBytes = 0;
+    await this.#writeNow(bytes);
+  }
+
+  async #writeNow(frame: Uint8Array): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let timedOut = false;
     try {

@@ -73,6 +73,18 @@ export class Logger {
   }
 
   /**
+   * This logger, printing nothing below `level` either: per-file lines of a
+   * tree transfer go through one, so a tree logs a summary, not every file.
+   */
+  atLeast(level: LogLevel): Logger {
+    const min = Math.max(this.#min, RANK[level]);
+    const name = (Object.keys(RANK) as LogLevel[]).find((l) =>
+      RANK[l] === min
+    )!;
+    return new Logger(this.component, { level: name, sink: this.#sink });
+  }
+
+  /**
    * Writes `message` at `level` when the level is enabled. Control characters
    * are shown as `\uXXXX`: text from a peer cannot forge or hide log lines.
    */

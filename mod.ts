@@ -23,6 +23,17 @@ export type {
   TransferOptions,
   TransferResult,
 } from "./client.ts";
+export { getTree, sendTree, walkTree } from "./tree.ts";
+export type { CompressionMode } from "./compression.ts";
+export type { ProgressEvent } from "./progress.ts";
+export type {
+  TreeEntry,
+  TreeFile,
+  TreeOptions,
+  TreeResult,
+  Walk,
+  WalkOptions,
+} from "./tree.ts";
 export { serve } from "./server.ts";
 export { startProxy } from "./proxy.ts";
 export type {
@@ -46,6 +57,7 @@ export {
 export type {
   ControlMessage,
   DataFrame,
+  DirEntry,
   ErrorCode,
   FileEntry,
   Frame,

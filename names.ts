@@ -1,6 +1,7 @@
 /**
- * Which file names a peer may use. A name from the wire is one path
- * component, so it can only ever land directly inside the server's folder.
+ * Which file names a peer may use. A stored name is a relative path of
+ * components joined by "/" (`photos/2024/a.jpg`); every component passes the
+ * single-name rules, so a name can only ever land inside the server's folder.
  *
  * @module
  */
@@ -18,13 +19,21 @@ export const STATE_TEMP_SUFFIX = STATE_SUFFIX + ".tmp";
  * less the longest suffix, so `<name>.ftv-state.tmp` still fits.
  */
 export const MAX_NAME_BYTES = 255 - STATE_TEMP_SUFFIX.length;
+/** Longest relative path accepted, in UTF-8 bytes (Linux's `PATH_MAX`). */
+export const MAX_PATH_BYTES = 4096;
+/** Most components a relative path may have. */
+export const MAX_PATH_DEPTH = 64;
 
 const encoder = new TextEncoder();
 
 /** Why `name` may not be stored, or `undefined` when it may. */
 export function nameProblem(name: string): string | undefined {
   if (name.length === 0) return "name is empty";
-  if (encoder.encode(name).length > MAX_NAME_BYTES) {
+  // A UTF-16 code unit takes at most 3 UTF-8 bytes: most names need no encoding.
+  if (
+    name.length * 3 > MAX_NAME_BYTES &&
+    encoder.encode(name).length > MAX_NAME_BYTES
+  ) {
     return `name is longer than ${MAX_NAME_BYTES} bytes`;
   }
   // deno-lint-ignore no-control-regex
@@ -55,4 +64,50 @@ export function checkName(name: string): string {
     throw new RangeError(`Cannot use name ${JSON.stringify(name)}: ${problem}`);
   }
   return name;
+}
+
+/**
+ * Why the relative path `path` may not be stored, or `undefined` when it
+ * may: it is split on "/" and every component must pass
+ * {@linkcode nameProblem}, so `a//b`, `a/./b`, `a/../b`, `/abs` and `a/`
+ * are refused; the whole is capped at {@linkcode MAX_PATH_BYTES} bytes and
+ * {@linkcode MAX_PATH_DEPTH} components.
+ */
+export function pathProblem(path: string): string | undefined {
+  if (path.length === 0) return "name is empty";
+  if (
+    path.length * 3 > MAX_PATH_BYTES &&
+    encoder.encode(path).length > MAX_PATH_BYTES
+  ) {
+    return `path is longer than ${MAX_PATH_BYTES} bytes`;
+  }
+  if (path.startsWith("/")) return "path is absolute";
+  const components = path.split("/");
+  if (components.length > MAX_PATH_DEPTH) {
+    return `path is deeper than ${MAX_PATH_DEPTH} components`;
+  }
+  if (components.length === 1) return nameProblem(path);
+  for (const component of components) {
+    const problem = nameProblem(component);
+    if (problem) return `component ${JSON.stringify(component)}: ${problem}`;
+  }
+  return undefined;
+}
+
+/** Throws a `RangeError` naming the problem when `path` may not be stored. */
+export function checkPath(path: string): string {
+  const problem = pathProblem(path);
+  if (problem) {
+    throw new RangeError(`Cannot use name ${JSON.stringify(path)}: ${problem}`);
+  }
+  return path;
+}
+
+/** The relative paths of the folders holding `path`, outermost first: `a`, `a/b` for `a/b/c`. */
+export function parentsOf(path: string): string[] {
+  const parents: string[] = [];
+  for (let at = path.indexOf("/"); at !== -1; at = path.indexOf("/", at + 1)) {
+    parents.push(path.slice(0, at));
+  }
+  return parents;
 }

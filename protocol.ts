@@ -65,6 +65,18 @@ export interface FileEntry {
   sha256: string;
   /** Modification time, ms since the epoch. */
   mtimeMs: number;
+  /** Permission bits (`0o644`), when the server reports them. */
+  mode?: number;
+}
+
+/** A stored folder as `list` reports it, so `get` can recreate empty ones. */
+export interface DirEntry {
+  /** Relative path, e.g. `photos/2024`. */
+  name: string;
+  /** Modification time, ms since the epoch. */
+  mtimeMs: number;
+  /** Permission bits (`0o755`). */
+  mode: number;
 }
 
 /** Control messages: a discriminated union on `type`. */
@@ -88,6 +100,19 @@ export type ControlMessage =
     maxRetries: number;
     /** The file's digest when the sender already knows it: a server holding that file answers `verified` at once. */
     sha256?: string;
+    /** Permission bits to give the stored file. */
+    mode?: number;
+    /**
+     * Pipelined upload of a file of at most one chunk: its one data frame
+     * (none for an empty file) follows at once, without waiting for `ready`,
+     * and no `done` (`sha256` is in the put). The server answers `verified`,
+     * or `nack` with round 0 ("failed, send it again the normal way"), or
+     * `error`, and goes on with the next request. Needs `transferId` (chosen
+     * by the client) and `sha256`.
+     */
+    eager?: boolean;
+    /** The client-chosen id of an eager put's data frames and replies. */
+    transferId?: number;
   }
   | {
     type: "get";
@@ -104,14 +129,43 @@ export type ControlMessage =
     chunkSize: number;
     sha256: string;
     mtimeMs: number;
+    /** Permission bits of the stored file. */
+    mode?: number;
   }
   | { type: "ready"; transferId: number; have: string; verifyPart?: boolean }
   | { type: "sums"; transferId: number; crc32: string }
   | { type: "done"; transferId: number; sha256: string }
   | { type: "nack"; transferId: number; seqs: number[]; round: number }
-  | { type: "verified"; transferId: number; sha256: string; bytes: number }
-  | { type: "list" }
-  | { type: "listing"; files: FileEntry[] }
+  | {
+    type: "verified";
+    transferId: number;
+    sha256: string;
+    bytes: number;
+    /** The receiver already held this file whole: nothing was stored. */
+    held?: boolean;
+  }
+  | {
+    /**
+     * Creates a folder (and its parents) and sets its mode and mtime;
+     * answered like an eager put, by `verified` (empty `sha256`) or `error`.
+     */
+    type: "mkdir";
+    transferId: number;
+    name: string;
+    mode: number;
+    mtimeMs: number;
+  }
+  | {
+    type: "list";
+    /** Only the file or folder of this name and what lies under it. */
+    prefix?: string;
+  }
+  | {
+    type: "listing";
+    files: FileEntry[];
+    /** Folders, when there are any (each one, so empty ones can be recreated). */
+    dirs?: DirEntry[];
+  }
   | { type: "error"; code: ErrorCode; message: string };
 
 /** The `type` of a control message. */
@@ -218,6 +272,41 @@ export function encodeData(
   return sealDataFrame(frame, transferId, seq, flags);
 }
 
+/** Bodies at least this large are read into pooled buffers. */
+const POOLED_BODY_BYTES = 64 * 1024;
+
+/**
+ * Recycles large frame buffers. A fresh 1 MiB buffer per chunk costs the
+ * kernel a page fault per 4 KiB to map and zero it, which measured here as a
+ * large share of the receiver's CPU; a few reused buffers cost nothing.
+ */
+export class BufferPool {
+  #free: ArrayBuffer[] = [];
+  #max: number;
+
+  /** A pool keeping at most `max` idle buffers. */
+  constructor(max = 16) {
+    this.#max = max;
+  }
+
+  /** A buffer of exactly `n` bytes, recycled when one is free. */
+  take(n: number): Uint8Array {
+    const index = this.#free.findIndex((buffer) => buffer.byteLength >= n);
+    const buffer = index >= 0
+      ? this.#free.splice(index, 1)[0]!
+      : new ArrayBuffer(n);
+    return new Uint8Array(buffer, 0, n);
+  }
+
+  /** Gives back a buffer from {@linkcode take} (or any view of it); it must not be used again. */
+  give(view: Uint8Array): void {
+    const buffer = view.buffer as ArrayBuffer;
+    if (this.#free.length < this.#max && !this.#free.includes(buffer)) {
+      this.#free.push(buffer);
+    }
+  }
+}
+
 /** Anything frames can be read from: `Deno.Conn` fits, so does {@linkcode streamSource}. */
 export interface ByteSource {
   read(p: Uint8Array): Promise<number | null>;
@@ -230,18 +319,39 @@ export interface ByteSource {
 export class FrameReader {
   #source: ByteSource;
   #buffer: Uint8Array;
+  #pool: BufferPool | undefined;
   #start = 0;
   #end = 0;
 
-  /** Wraps a source; `bufferSize` is the read-ahead for headers and small frames. */
-  constructor(source: ByteSource, bufferSize = 256 * 1024) {
+  /**
+   * Wraps a source; `bufferSize` is the read-ahead for headers and small
+   * frames. With a `pool`, large frame bodies are read into recycled buffers:
+   * whoever receives such a frame gives its payload back with
+   * {@linkcode BufferPool.give} once done with it.
+   */
+  constructor(
+    source: ByteSource,
+    bufferSize = 256 * 1024,
+    pool?: BufferPool,
+  ) {
     this.#source = source;
     this.#buffer = new Uint8Array(bufferSize);
+    this.#pool = pool;
   }
 
   /** Bytes read from the source but not yet handed out as frames. */
   get buffered(): number {
     return this.#end - this.#start;
+  }
+
+  /** Whether the next frame is already wholly buffered: reading it needs no I/O. */
+  get hasFrame(): boolean {
+    if (this.#end - this.#start < FRAME_PREFIX_BYTES) return false;
+    const length = (this.#buffer[this.#start]! << 24 |
+      this.#buffer[this.#start + 1]! << 16 |
+      this.#buffer[this.#start + 2]! << 8 | this.#buffer[this.#start + 3]!) >>>
+      0;
+    return this.#end - this.#start >= FRAME_PREFIX_BYTES - 1 + length;
   }
 
   /** Resolves to the next frame, or `null` at a clean end of stream. */
@@ -280,7 +390,9 @@ export class FrameReader {
   }
 
   async #readExact(n: number): Promise<Uint8Array> {
-    const out = new Uint8Array(n);
+    const out = this.#pool && n >= POOLED_BODY_BYTES
+      ? this.#pool.take(n)
+      : new Uint8Array(n);
     const fromBuffer = Math.min(n, this.#end - this.#start);
     out.set(this.#buffer.subarray(this.#start, this.#start + fromBuffer));
     this.#start += fromBuffer;
@@ -377,6 +489,12 @@ const CONTROL_FIELDS: { [T in ControlType]: Record<string, FieldKind> } = {
   done: { transferId: "number", sha256: "string" },
   nack: { transferId: "number", seqs: "object", round: "number" },
   verified: { transferId: "number", sha256: "string", bytes: "number" },
+  mkdir: {
+    transferId: "number",
+    name: "string",
+    mode: "number",
+    mtimeMs: "integer",
+  },
   list: {},
   listing: { files: "object" },
   error: { code: "string", message: "string" },
@@ -386,8 +504,17 @@ const CONTROL_FIELDS: { [T in ControlType]: Record<string, FieldKind> } = {
 const OPTIONAL_FIELDS: { [T in ControlType]?: Record<string, FieldKind> } = {
   hello: { chunkSize: "number", challenge: "string" },
   get: { maxRetries: "number", compress: "string" },
-  put: { sha256: "string" },
+  put: {
+    sha256: "string",
+    mode: "number",
+    eager: "boolean",
+    transferId: "number",
+  },
+  offer: { mode: "number" },
   ready: { verifyPart: "boolean" },
+  verified: { held: "boolean" },
+  list: { prefix: "string" },
+  listing: { dirs: "object" },
 };
 
 const FILE_ENTRY_FIELDS: Record<string, FieldKind> = {
@@ -395,6 +522,12 @@ const FILE_ENTRY_FIELDS: Record<string, FieldKind> = {
   size: "number",
   sha256: "string",
   mtimeMs: "integer",
+};
+
+const DIR_ENTRY_FIELDS: Record<string, FieldKind> = {
+  name: "string",
+  mtimeMs: "integer",
+  mode: "number",
 };
 
 function fieldProblem(
@@ -449,7 +582,12 @@ export function parseControl(json: Uint8Array): ControlMessage {
     throw new ProtocolError(`Cannot parse "${type}" message: ${problem}`);
   }
   if (type === "nack") checkSeqList(value.seqs);
-  if (type === "listing") checkFileList(value.files);
+  if (type === "listing") {
+    checkEntryList(value.files, "files", FILE_ENTRY_FIELDS, { mode: "number" });
+    if (value.dirs !== undefined) {
+      checkEntryList(value.dirs, "dirs", DIR_ENTRY_FIELDS, {});
+    }
+  }
   return value as ControlMessage;
 }
 
@@ -457,19 +595,27 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function checkFileList(files: unknown): void {
-  if (!Array.isArray(files)) {
+function checkEntryList(
+  entries: unknown,
+  field: string,
+  fields: Record<string, FieldKind>,
+  optional: Record<string, FieldKind>,
+): void {
+  if (!Array.isArray(entries)) {
     throw new ProtocolError(
-      'Cannot parse "listing" message: "files" must be a list',
+      `Cannot parse "listing" message: "${field}" must be a list`,
     );
   }
-  for (const [index, file] of files.entries()) {
-    const problem = isRecord(file)
-      ? fieldProblem(file, FILE_ENTRY_FIELDS, false)
+  for (const [index, entry] of entries.entries()) {
+    const problem = isRecord(entry)
+      ? fieldProblem(entry, fields, false) ??
+        fieldProblem(entry, optional, true)
       : "entry must be an object";
     if (problem) {
       throw new ProtocolError(
-        `Cannot parse "listing" message: file ${index}: ${problem}`,
+        `Cannot parse "listing" message: ${
+          field === "files" ? "file" : "folder"
+        } ${index}: ${problem}`,
       );
     }
   }

@@ -7,10 +7,15 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { ChunkBitmap } from "./bitmap.ts";
-import { chunkLength, type ChunkStore } from "./chunk_store.ts";
+import { chunkCount, chunkLength, type ChunkStore } from "./chunk_store.ts";
 import { decodeChunk } from "./compression.ts";
-import { type FramedConnection, RemoteError } from "./connection.ts";
+import {
+  ConnectionError,
+  type FramedConnection,
+  RemoteError,
+} from "./connection.ts";
 import type { Logger } from "./log.ts";
 import { ERROR_CODE, ProtocolError } from "./protocol.ts";
 import type { RateLimiter } from "./rate_limit.ts";
@@ -83,11 +88,13 @@ export async function receiveChunks(
           );
         }
         log?.warn("Dropped a damaged chunk whose header cannot be trusted");
+        fc.pool.give(frame.payload);
         continue;
       }
       await limiter?.consume(frame.payload.length);
       if (!frame.intact) {
         log?.warn(`Checksum mismatch for chunk ${frame.seq}; will ask again`);
+        fc.pool.give(frame.payload);
         continue;
       }
       let bytes: Uint8Array;
@@ -103,9 +110,15 @@ export async function receiveChunks(
             (error as Error).message
           }); will ask again`,
         );
+        fc.pool.give(frame.payload);
         continue;
       }
+      if (bytes !== frame.payload) fc.pool.give(frame.payload);
       const written = store.accept(frame.seq, bytes);
+      if (bytes === frame.payload) {
+        // The store is done with the bytes once they are written and hashed.
+        written.then(() => fc.pool.give(frame.payload), () => undefined);
+      }
       if (!counted.has(frame.seq)) {
         counted.add(frame.seq);
         held += bytes.length;
@@ -209,4 +222,68 @@ async function announceHeld(
     );
   }
   await fc.send({ type: "ready", transferId, have: store.have.toBase64() });
+}
+
+/** What arrived for an eager put: the file's bytes, or why they cannot be used. */
+export type EagerBody =
+  | { ok: true; bytes: Uint8Array }
+  | { ok: false; reason: string };
+
+/** What an eager put announced. */
+export interface EagerPut {
+  transferId: number;
+  size: number;
+  chunkSize: number;
+  sha256: string;
+}
+
+/**
+ * Reads what follows an eager put (a file of at most one chunk sent without
+ * waiting for `ready`): exactly one data frame, or none for an empty file;
+ * the put itself carries the SHA-256, so no `done` follows. Checks the
+ * chunk's CRC and the file's digest. A damaged chunk is not repaired here:
+ * the sender is told to send the file again the normal way.
+ */
+export async function receiveEager(
+  fc: FramedConnection,
+  put: EagerPut,
+): Promise<EagerBody> {
+  let bytes: Uint8Array = new Uint8Array(0);
+  if (chunkCount(put.size, put.chunkSize) > 0) {
+    const frame = await fc.next();
+    if (frame === null) {
+      throw new ConnectionError(
+        `Cannot finish receiving transfer ${put.transferId}: connection closed`,
+      );
+    }
+    if (frame.kind === "control") {
+      if (frame.message.type === "error") {
+        throw new RemoteError(frame.message.code, frame.message.message);
+      }
+      throw new ProtocolError(
+        `Cannot continue eager transfer ${put.transferId}: expected its chunk, got "${frame.message.type}"`,
+      );
+    }
+    if (!frame.intact) {
+      return { ok: false, reason: "the chunk arrived damaged" };
+    }
+    if (frame.transferId !== put.transferId || frame.seq !== 0) {
+      throw new ProtocolError(
+        `Cannot accept chunk ${frame.seq} of transfer ${frame.transferId} in eager transfer ${put.transferId}`,
+      );
+    }
+    try {
+      bytes = decodeChunk(frame.payload, frame.flags, put.size);
+    } catch (error) {
+      return { ok: false, reason: (error as Error).message };
+    }
+  }
+  const actual = createHash("sha256").update(bytes).digest("hex");
+  if (actual !== put.sha256) {
+    return {
+      ok: false,
+      reason: `SHA-256 ${actual} does not match the expected ${put.sha256}`,
+    };
+  }
+  return { ok: true, bytes };
 }

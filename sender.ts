@@ -80,8 +80,8 @@ export async function sendChunks(
   const sender = new ChunkSender(fc, reader, transferId, options);
   sender.progress(bytesHeld(have, size, chunkSize));
   let sha256 = options.sha256;
-  if (sha256 === undefined && simulator) sha256 = await reader.digest();
   if (sha256 === undefined) {
+    // Hashing in order rules out shuffling: the simulator only loses and damages here.
     sha256 = await sender.sendInOrderHashing(have);
   } else {
     const firstRound = have.missing();
@@ -256,7 +256,7 @@ class ChunkSender {
       const payload = frame.subarray(DATA_FRAME_OVERHEAD);
       hash.update(payload);
       if (have.has(seq)) continue;
-      await this.#write(this.#seal(frame, seq));
+      await this.#deliver(this.#seal(frame, seq), seq);
       this.progress(payload.length);
     }
     if (count === 0) await next.catch(() => undefined);
@@ -278,16 +278,7 @@ class ChunkSender {
       if (i + 1 < seqs.length) next = this.#reader.prefetch(seqs[i + 1]!);
       let written = 0;
       for (let copy = 0; copy < copies; copy++) {
-        const fate = this.#simulator?.fate(seq) ?? "deliver";
-        if (fate === "lose") continue;
-        if (fate === "corrupt") {
-          const damaged = frame.slice();
-          this.#simulator!.corrupt(damaged.subarray(DATA_FRAME_OVERHEAD));
-          await this.#write(damaged);
-        } else {
-          await this.#write(frame);
-        }
-        written++;
+        if (await this.#deliver(frame, seq)) written++;
       }
       if (round === 0) {
         this.progress(raw.length - DATA_FRAME_OVERHEAD);
@@ -296,6 +287,20 @@ class ChunkSender {
         this.#onProgress?.(this.#delivered, this.retransmitted);
       }
     }
+  }
+
+  /** Writes a sealed frame, unless the simulator loses or damages it; false when lost. */
+  async #deliver(frame: Uint8Array, seq: number): Promise<boolean> {
+    const fate = this.#simulator?.fate(seq) ?? "deliver";
+    if (fate === "lose") return false;
+    if (fate === "corrupt") {
+      const damaged = frame.slice();
+      this.#simulator!.corrupt(damaged.subarray(DATA_FRAME_OVERHEAD));
+      await this.#write(damaged);
+    } else {
+      await this.#write(frame);
+    }
+    return true;
   }
 
   async #write(frame: Uint8Array): Promise<void> {

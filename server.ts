@@ -14,7 +14,7 @@ import {
 } from "./auth.ts";
 import { Catalog } from "./catalog.ts";
 import { COMPRESSION_MODES, type CompressionMode } from "./compression.ts";
-import { chunkCount, ChunkStore } from "./chunk_store.ts";
+import { chunkCount, ChunkStore, removeIfPresent } from "./chunk_store.ts";
 import {
   ConnectionError,
   errorCodeOf,
@@ -23,7 +23,7 @@ import {
 } from "./connection.ts";
 import { ErrorSimulator } from "./faults.ts";
 import { Logger } from "./log.ts";
-import { nameProblem } from "./names.ts";
+import { PART_SUFFIX, pathProblem, STATE_SUFFIX } from "./names.ts";
 import {
   type ControlOf,
   DEFAULT_CHUNK_SIZE,
@@ -34,14 +34,15 @@ import {
   PROTOCOL_VERSION,
   ProtocolError,
 } from "./protocol.ts";
-import { ensureServerCertificates, loadCertificates } from "./tls.ts";
-import { receiveChunks } from "./receiver.ts";
+import { receiveChunks, receiveEager } from "./receiver.ts";
 import { sendChunks } from "./sender.ts";
 import { TransferError } from "./transfer.ts";
 import { AGENT } from "./version.ts";
 
 /** Most repair rounds the server grants one upload. */
 export const MAX_SERVER_ROUNDS = 100;
+/** Replies to pipelined requests held back at most, to write them together. */
+const MAX_QUEUED_REPLIES = 32;
 
 /** Options for {@linkcode serve}. */
 export interface ServeOptions {
@@ -170,6 +171,8 @@ async function listen(
     };
   }
   if (tls === true) {
+    // Loaded on demand: certificate code costs every plain start-up time.
+    const { ensureServerCertificates } = await import("./tls.ts");
     const certificates = await ensureServerCertificates(dir);
     return {
       listener: Deno.listenTls({
@@ -181,6 +184,7 @@ async function listen(
       caFingerprint: certificates.caFingerprint,
     };
   }
+  const { loadCertificates } = await import("./tls.ts");
   const { certPem, keyPem } = await loadCertificates(tls.certFile, tls.keyFile);
   return {
     listener: Deno.listenTls({ hostname, port, cert: certPem, key: keyPem }),
@@ -292,6 +296,7 @@ class Server implements FtvServer {
     }
     this.#connections.add(fc);
     log.info(`Connection established with ${peer}`);
+    const tree: TreeTally = { files: 0, bytes: 0, dirs: 0 };
     try {
       if (!(await this.#handshake(fc))) {
         log.debug(`Connection with ${peer} closed before hello`);
@@ -299,6 +304,10 @@ class Server implements FtvServer {
       }
       fc.idleTimeoutMs = this.#settings.idleTimeoutMs;
       for (;;) {
+        // Replies to pipelined requests go out together, once the input runs dry.
+        if (fc.queued >= MAX_QUEUED_REPLIES || !fc.hasBufferedFrame) {
+          await fc.flush();
+        }
         const frame = await fc.next();
         if (frame === null) break;
         if (frame.kind !== "control") {
@@ -309,16 +318,17 @@ class Server implements FtvServer {
         const request = frame.message;
         switch (request.type) {
           case "put":
-            await this.#receive(fc, request);
+            if (request.eager) await this.#receiveEager(fc, request, tree);
+            else await this.#receive(fc, request);
+            break;
+          case "mkdir":
+            await this.#mkdir(fc, request, tree);
             break;
           case "get":
             await this.#send(fc, request);
             break;
           case "list":
-            await fc.send({
-              type: "listing",
-              files: await this.#settings.catalog.list(),
-            });
+            await this.#list(fc, request);
             break;
           default:
             throw new ProtocolError(
@@ -339,6 +349,14 @@ class Server implements FtvServer {
     } finally {
       this.#connections.delete(fc);
       fc.close();
+      if (tree.files > 0 || tree.dirs > 0) {
+        log.info(
+          `Stored ${tree.files} small file(s) (${tree.bytes} bytes) and ${tree.dirs} folder(s) from ${peer}`,
+        );
+      }
+      await this.#settings.catalog.flush().catch((error) =>
+        log.warn(`Cannot save the digest cache: ${error.message}`)
+      );
     }
   }
 
@@ -396,7 +414,7 @@ class Server implements FtvServer {
 
   async #receive(fc: FramedConnection, put: ControlOf<"put">): Promise<void> {
     const { catalog, log } = this.#settings;
-    const problem = nameProblem(put.name) ??
+    const problem = pathProblem(put.name) ??
       await catalog.linkProblem(put.name);
     if (problem) {
       return this.#refuse(
@@ -429,8 +447,17 @@ class Server implements FtvServer {
         transferId: 0,
         sha256: put.sha256,
         bytes: put.size,
+        held: true,
       });
       return;
+    }
+    const parents = catalog.makeParents(put.name);
+    if (parents) {
+      return this.#refuse(
+        fc,
+        ERROR_CODE.badName,
+        `Cannot store file: ${parents}`,
+      );
     }
     this.#busyNames.add(put.name);
     try {
@@ -439,7 +466,10 @@ class Server implements FtvServer {
         size: put.size,
         chunkSize: put.chunkSize,
         mtimeMs: put.mtimeMs,
-      }, { fsync: this.#settings.fsync });
+      }, {
+        fsync: this.#settings.fsync,
+        attributes: { mode: put.mode, mtimeMs: put.mtimeMs },
+      });
       const transferId = this.#nextTransferId++;
       try {
         log.info(
@@ -464,6 +494,129 @@ class Server implements FtvServer {
     } finally {
       this.#busyNames.delete(put.name);
     }
+  }
+
+  /**
+   * An eager put: a file of at most one chunk whose data and `done` follow
+   * without waiting for `ready`, so a tree's small files stream back to back
+   * over one connection. Received whole, checked, then stored in one go
+   * ({@linkcode Catalog.storeWhole}); answered `verified`, or `nack` round 0
+   * when the bytes were damaged (the client sends the file again the normal
+   * way), or `error`. One DEBUG line per file; the session logs a summary.
+   */
+  async #receiveEager(
+    fc: FramedConnection,
+    put: ControlOf<"put">,
+    tree: TreeTally,
+  ): Promise<void> {
+    const { catalog, log } = this.#settings;
+    const { transferId, sha256 } = put;
+    if (
+      transferId === undefined || sha256 === undefined ||
+      put.chunkSize < MIN_CHUNK_BYTES || put.chunkSize > MAX_CHUNK_BYTES ||
+      put.size > put.chunkSize
+    ) {
+      throw new ProtocolError(
+        'Cannot accept an eager "put": it needs a transferId, a sha256 and at most one chunk',
+      );
+    }
+    const body = await receiveEager(fc, { ...put, transferId, sha256 });
+    const refuse = (code: RemoteError["code"], problem: string) =>
+      this.#refuse(
+        fc,
+        code,
+        `Cannot store ${JSON.stringify(put.name)}: ${problem}`,
+      );
+    const retryLater = () =>
+      fc.queue({ type: "nack", transferId, seqs: [], round: 0 });
+    const syntax = pathProblem(put.name);
+    if (syntax) return refuse(ERROR_CODE.badName, syntax);
+    const sizeProblem = await this.#sizeProblem(put);
+    if (sizeProblem) return refuse(ERROR_CODE.tooLarge, sizeProblem);
+    if (this.#busyNames.has(put.name)) {
+      return refuse(ERROR_CODE.busy, "another upload of it is in progress");
+    }
+    let found = catalog.inspect(put.name);
+    if (found.kind === "refused") {
+      return refuse(ERROR_CODE.badName, found.problem);
+    }
+    if (found.stored?.size === put.size && await this.#holds(put)) {
+      log.debug(`${put.name} is already stored with that digest`);
+      fc.queue({
+        type: "verified",
+        transferId,
+        sha256,
+        bytes: put.size,
+        held: true,
+      });
+      return;
+    }
+    if (!body.ok) {
+      log.warn(`Eager transfer of ${put.name} failed: ${body.reason}`);
+      return retryLater();
+    }
+    if (found.leftovers) {
+      const problem = await catalog.linkProblem(put.name);
+      if (problem) return refuse(ERROR_CODE.badName, problem);
+      await removeIfPresent(catalog.pathOf(put.name) + PART_SUFFIX);
+      await removeIfPresent(catalog.pathOf(put.name) + STATE_SUFFIX);
+      found = catalog.inspect(put.name);
+      if (found.kind === "refused") {
+        return refuse(ERROR_CODE.badName, found.problem);
+      }
+    }
+    const problem = catalog.storeWhole(put.name, body.bytes, sha256, {
+      mode: put.mode,
+      mtimeMs: put.mtimeMs,
+      fsync: this.#settings.fsync,
+      parentsExist: found.parentsExist,
+    });
+    if (problem === "busy") return retryLater();
+    if (problem) return refuse(ERROR_CODE.badName, problem);
+    tree.files++;
+    tree.bytes += put.size;
+    log.debug(`Stored ${put.name} (${put.size} bytes, SHA-256 ${sha256})`);
+    fc.queue({ type: "verified", transferId, sha256, bytes: put.size });
+  }
+
+  /** Creates a folder with its mode and mtime; answered like an eager put. */
+  #mkdir(
+    fc: FramedConnection,
+    request: ControlOf<"mkdir">,
+    tree: TreeTally,
+  ): Promise<void> {
+    const problem = pathProblem(request.name) ??
+      this.#settings.catalog.makeFolder(request.name, request);
+    if (problem) {
+      return this.#refuse(
+        fc,
+        ERROR_CODE.badName,
+        `Cannot make folder ${JSON.stringify(request.name)}: ${problem}`,
+      );
+    }
+    tree.dirs++;
+    fc.queue({
+      type: "verified",
+      transferId: request.transferId,
+      sha256: "",
+      bytes: 0,
+    });
+    return Promise.resolve();
+  }
+
+  /** Lists stored files (and folders, when there are any), all or under a prefix. */
+  async #list(fc: FramedConnection, request: ControlOf<"list">): Promise<void> {
+    const { prefix } = request;
+    const problem = prefix === undefined ? undefined : pathProblem(prefix);
+    if (problem) {
+      return this.#refuse(fc, ERROR_CODE.badName, `Cannot list: ${problem}`);
+    }
+    const { files, dirs } = await this.#settings.catalog.listTree(prefix);
+    await fc.send({
+      type: "listing",
+      files,
+      ...(dirs.length > 0 ? { dirs } : {}),
+    });
   }
 
   /** Whether the stored file of that name already has the size and digest offered. */
@@ -494,7 +647,7 @@ class Server implements FtvServer {
 
   async #send(fc: FramedConnection, get: ControlOf<"get">): Promise<void> {
     const { catalog, chunkSize, simulator, log } = this.#settings;
-    const problem = nameProblem(get.name) ??
+    const problem = pathProblem(get.name) ??
       await catalog.linkProblem(get.name);
     if (problem) {
       return this.#refuse(
@@ -522,6 +675,7 @@ class Server implements FtvServer {
       chunkSize,
       sha256: entry.sha256,
       mtimeMs: entry.mtimeMs,
+      ...(entry.mode === undefined ? {} : { mode: entry.mode }),
     });
     log.info(`File split into ${count} chunks`);
     try {
@@ -543,6 +697,13 @@ class Server implements FtvServer {
       log.error(`Client gave up on ${entry.name}: ${error.message}`);
     }
   }
+}
+
+/** What one session stored through eager puts and `mkdir`, for its summary line. */
+interface TreeTally {
+  files: number;
+  bytes: number;
+  dirs: number;
 }
 
 /** The compression a client asked for; an unknown mode means none. */

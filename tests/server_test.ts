@@ -186,7 +186,7 @@ Deno.test("serve() refuses names from the wire that would leave its folder", asy
   const hello = await nextFrame(reader, conn);
   assert.equal(hello?.kind === "control" && hello.message.type, "hello");
 
-  const names = ["../evil", "/etc/x", "a/b", "a\u0000b", "..", "../secret"];
+  const names = ["../evil", "/etc/x", "a//b", "a\u0000b", "..", "../secret"];
   try {
     for (const name of names) {
       await t.step(`put ${JSON.stringify(name)} gets bad_name`, async () => {

@@ -54,7 +54,7 @@ const USAGE = `Usage: deno task bench [options]
   --json               print one JSON object instead of the table
   --clients N          clients in the concurrent row (default: 16)
   --client-size SIZE   bytes each concurrent client sends (default: 64MiB)
-  --only IDS           comma-separated rows: send,get,client,send-err,get-err,
+  --only IDS           comma-separated rows: send,get,send-tls,client,send-err,get-err,
                        clients,socat,rsync,rsync-sha1,scp (default: all)
   --rss-size SIZE      instead of the benchmark, measure each side's peak RSS
                        while moving one file of SIZE (e.g. 4GiB)
@@ -65,6 +65,7 @@ const USAGE = `Usage: deno task bench [options]
 const ROW_IDS = [
   "send",
   "get",
+  "send-tls",
   "client",
   "send-err",
   "get-err",
@@ -959,6 +960,25 @@ async function ftvRows(ctx: Context): Promise<Row[]> {
 
   if (want("send")) rows.push(sendRow("send", "ftv send", []));
   if (want("get")) rows.push(getRow("get", "ftv get", [], []));
+  if (want("send-tls")) {
+    rows.push(ftvRow(ctx, "send-tls", "ftv send --tls", {
+      serverDir: () => freshDir(sendDir),
+      serverFlags: ["--tls"],
+      clientArgs: (port) => [
+        "send",
+        source.path,
+        "--as",
+        stored,
+        "--tls",
+        "--ca",
+        `${sendDir}/.ftv/tls/ca.pem`,
+        ...ftvArgs(port),
+      ],
+      copy: `${sendDir}/${stored}`,
+      bytes: source.size,
+      after: () => discard(sendDir),
+    }));
+  }
   if (want("client")) {
     const dir = `${work}/ftv-client`;
     rows.push(ftvRow(ctx, "client", "ftv client (round trip)", {

@@ -23,6 +23,7 @@ import type { TrustMode } from "./trust.ts";
 import { parseBytes } from "./rate_limit.ts";
 import { ConnectionError, RemoteError } from "./connection.ts";
 import { runDemo } from "./demo.ts";
+import { ErrorSimulator } from "./faults.ts";
 import { Logger, type LogLevel, stderrSink } from "./log.ts";
 import {
   formatBytes,
@@ -128,6 +129,8 @@ mtimes; its small files are pipelined over one connection.
                        each one and skip it)
   --dry-run            print what would be sent (size and name of each file,
                        then a total) and send nothing
+  --simulate-errors    lose and corrupt outgoing chunks (one file only), to
+                       see repair at work; --error-rate P (0.1), --seed N
   --max-retries N      repair rounds per connection, and reconnects in a row
                        without progress, before giving up (default: ${DEFAULT_MAX_RETRIES})
 ${CONNECT_HELP}`,
@@ -248,6 +251,9 @@ const OPTIONS: Record<string, OptionSpec> = {
     as: { type: "string" },
     "follow-symlinks": { type: "boolean" },
     "dry-run": { type: "boolean" },
+    "simulate-errors": { type: "boolean" },
+    "error-rate": { type: "string" },
+    seed: { type: "string" },
     "max-retries": { type: "string" },
   },
   get: {
@@ -456,9 +462,19 @@ async function run(
       ) {
         return await sendPaths(positionals, values, transfer, io, progress);
       }
+      const simulating = values["simulate-errors"] === true;
       const result = await send(path, {
         ...transfer,
         ...optional("as", values.as as string | undefined),
+        ...(simulating
+          ? {
+            simulator: new ErrorSimulator({
+              errorRate: rate(values, "error-rate", 0.1),
+              ...optional("seed", optionalInteger(values, "seed")),
+              log,
+            }),
+          }
+          : {}),
       });
       report(result, values, io, log, progress);
       return EXIT.ok;

@@ -9,6 +9,7 @@
 import { chunkCount, ChunkStore } from "./chunk_store.ts";
 import { AuthenticationError, proofFor } from "./auth.ts";
 import type { CompressionMode } from "./compression.ts";
+import type { ErrorSimulator } from "./faults.ts";
 import {
   ConnectionError,
   FramedConnection,
@@ -32,7 +33,7 @@ import { sendChunks } from "./sender.ts";
 import type { TransferStats } from "./transfer.ts";
 import type { ProgressEvent } from "./progress.ts";
 import { RateLimiter } from "./rate_limit.ts";
-import { withReconnect } from "./reconnect.ts";
+import { type ReconnectOptions, withReconnect } from "./reconnect.ts";
 import { AGENT } from "./version.ts";
 
 /** Options for {@linkcode FtvClient.connect}. */
@@ -65,6 +66,8 @@ export interface TransferOptions {
 
 /** Options for {@linkcode FtvClient.send}. */
 export interface SendOptions extends TransferOptions {
+  /** Loses and damages outgoing chunks, to see repair at work. */
+  simulator?: ErrorSimulator;
   /** The file's digest if already known: a server holding it answers at once. */
   knownSha256?: string;
   /** Told the file's digest once it is computed. */
@@ -201,6 +204,7 @@ export class FtvClient implements Disposable {
       chunkSize: this.chunkSize,
       ...this.#pacing(options, name, info.size),
       ...(options.knownSha256 ? { knownSha256: options.knownSha256 } : {}),
+      ...(options.simulator ? { simulator: options.simulator } : {}),
       ...(options.onDigest ? { onDigest: options.onDigest } : {}),
       log: this.log,
     });
@@ -305,18 +309,26 @@ export interface ClientOptions extends ConnectOptions {
   retryDelayMs?: number;
 }
 
-function reconnecting<T extends TransferResult>(
+/** The reconnect policy that `options` ask for. */
+export function reconnectOptions(
   options: ClientOptions,
-  run: (client: FtvClient, onReady: (held: number) => void) => Promise<T>,
-): Promise<T> {
-  const log = options.log ?? new Logger("FileTransferClient");
-  return withReconnect({
+  log: Logger,
+): ReconnectOptions {
+  return {
     maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
     ...(options.retryDelayMs === undefined
       ? {}
       : { retryDelayMs: options.retryDelayMs }),
     log,
-  }, async (attempt) => {
+  };
+}
+
+function reconnecting<T extends TransferResult>(
+  options: ClientOptions,
+  run: (client: FtvClient, onReady: (held: number) => void) => Promise<T>,
+): Promise<T> {
+  const log = options.log ?? new Logger("FileTransferClient");
+  return withReconnect(reconnectOptions(options, log), async (attempt) => {
     using client = await FtvClient.connect({ ...options, log });
     const result = await run(client, (held) => attempt.held(held));
     return { ...result, connections: attempt.number };

@@ -18,7 +18,12 @@
  */
 
 import { createHash } from "node:crypto";
-import { basename, DEFAULT_MAX_RETRIES, FtvClient } from "./client.ts";
+import {
+  basename,
+  DEFAULT_MAX_RETRIES,
+  FtvClient,
+  reconnectOptions,
+} from "./client.ts";
 import type { ClientOptions } from "./client.ts";
 import {
   ChunkCompressor,
@@ -374,13 +379,7 @@ export async function sendTree(
     log.error(`Cannot send ${files[index]!.path}: ${reason}`);
   };
   log.info(`Sending ${walk.roots.map((root) => root.path).join(", ")}`);
-  await withReconnect({
-    maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
-    ...(options.retryDelayMs === undefined
-      ? {}
-      : { retryDelayMs: options.retryDelayMs }),
-    log,
-  }, async (attempt) => {
+  await withReconnect(reconnectOptions(options, log), async (attempt) => {
     using client = await FtvClient.connect({ ...options, log });
     tally.connections = attempt.number;
     attempt.held(states.filter((state) => state.status === "done").length);
@@ -776,13 +775,7 @@ export async function getTree(
     | undefined;
   const done = new Map<string, string>();
   const tally = { bytes: 0, wire: 0, resent: 0, resumed: 0, connections: 0 };
-  await withReconnect({
-    maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
-    ...(options.retryDelayMs === undefined
-      ? {}
-      : { retryDelayMs: options.retryDelayMs }),
-    log,
-  }, async (attempt) => {
+  await withReconnect(reconnectOptions(options, log), async (attempt) => {
     using client = await FtvClient.connect({ ...options, log: quiet });
     tally.connections = attempt.number;
     attempt.held(done.size);

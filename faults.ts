@@ -24,6 +24,7 @@ export interface ErrorSimulatorOptions {
 
 /** Decides the fate of chunks as they are sent. */
 export class ErrorSimulator {
+  /** Probability that a chunk is lost or corrupted. */
   readonly errorRate: number;
   #rng: Rng;
   #log: Logger | undefined;

@@ -67,6 +67,9 @@ export type { Io } from "./cli.ts";
 export { Logger } from "./log.ts";
 export type { LoggerOptions, LogLevel, LogSink } from "./log.ts";
 export { VERSION } from "./version.ts";
+export { ErrorSimulator } from "./faults.ts";
+export type { ChunkFate, ErrorSimulatorOptions } from "./faults.ts";
+export type { TrustMode } from "./trust.ts";
 
 import { main } from "./cli.ts";
 

@@ -48,6 +48,8 @@ export interface ConnectOptions {
   token?: string;
   /** Speak TLS 1.3, trusting the server as this says (CA file, pin, or known_hosts). */
   tls?: TrustMode;
+  /** Aborting closes the connection and stops any retry; the reason is thrown. */
+  signal?: AbortSignal;
   /** Logger; its level decides what is printed. */
   log?: Logger;
 }
@@ -112,11 +114,18 @@ export class FtvClient implements Disposable {
   /** Chunk size the server announced. */
   readonly chunkSize: number;
   #fc: FramedConnection;
+  #forgetSignal: () => void;
 
-  private constructor(fc: FramedConnection, chunkSize: number, log: Logger) {
+  private constructor(
+    fc: FramedConnection,
+    chunkSize: number,
+    log: Logger,
+    forgetSignal: () => void,
+  ) {
     this.#fc = fc;
     this.chunkSize = chunkSize;
     this.log = log;
+    this.#forgetSignal = forgetSignal;
   }
 
   /**
@@ -134,6 +143,7 @@ export class FtvClient implements Disposable {
     const port = options.port ?? 9999;
     const timeoutMs = options.timeoutMs ?? 30_000;
     const log = options.log ?? new Logger("FileTransferClient");
+    options.signal?.throwIfAborted();
     const conn = options.tls
       ? await (await import("./trust.ts")).connectTrusted(
         host,
@@ -149,7 +159,10 @@ export class FtvClient implements Disposable {
       )
       : await connectWithTimeout(host, port, timeoutMs);
     const fc = new FramedConnection(conn, { idleTimeoutMs: timeoutMs });
+    const abort = () => fc.close();
+    options.signal?.addEventListener("abort", abort, { once: true });
     try {
+      options.signal?.throwIfAborted();
       await fc.send({ type: "hello", version: PROTOCOL_VERSION, agent: AGENT });
       const hello = await fc.expect("hello");
       const chunkSize = hello.chunkSize ?? DEFAULT_CHUNK_SIZE;
@@ -160,8 +173,14 @@ export class FtvClient implements Disposable {
       log.info(
         `Connected to server at ${host}:${port}${options.tls ? " (TLS)" : ""}`,
       );
-      return new FtvClient(fc, chunkSize, log);
+      return new FtvClient(
+        fc,
+        chunkSize,
+        log,
+        () => options.signal?.removeEventListener("abort", abort),
+      );
     } catch (error) {
+      options.signal?.removeEventListener("abort", abort);
       fc.close();
       throw error;
     }
@@ -292,6 +311,7 @@ export class FtvClient implements Disposable {
 
   /** Closes the connection. */
   close(): void {
+    this.#forgetSignal();
     this.#fc.close();
   }
 
@@ -319,6 +339,7 @@ export function reconnectOptions(
     ...(options.retryDelayMs === undefined
       ? {}
       : { retryDelayMs: options.retryDelayMs }),
+    ...(options.signal ? { signal: options.signal } : {}),
     log,
   };
 }

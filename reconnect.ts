@@ -20,6 +20,8 @@ export interface ReconnectOptions {
   retryDelayMs?: number;
   /** Longest single backoff delay. @default 30000 */
   maxDelayMs?: number;
+  /** Stops retrying (and waiting) once aborted; the abort reason is thrown. */
+  signal?: AbortSignal;
   log?: Logger;
 }
 
@@ -68,7 +70,9 @@ export async function withReconnect<T>(
   const maxDelayMs = options.maxDelayMs ?? 30_000;
   let failures = 0;
   let bestHeld = -1;
+  const { signal } = options;
   for (let number = 1;; number++) {
+    signal?.throwIfAborted();
     const attempt: Attempt = {
       number,
       held(chunks) {
@@ -81,6 +85,7 @@ export async function withReconnect<T>(
     try {
       return await task(attempt);
     } catch (error) {
+      signal?.throwIfAborted();
       if (!isRetryable(error) || failures >= options.maxRetries) throw error;
       failures++;
       const delay = backoffMs(failures, retryDelayMs, maxDelayMs);
@@ -89,7 +94,20 @@ export async function withReconnect<T>(
           (delay / 1000).toFixed(1)
         } s (retry ${failures}/${options.maxRetries})`,
       );
-      await new Promise((resolve) => setTimeout(resolve, delay));
+      await sleep(delay, signal);
     }
   }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
 }

@@ -81,6 +81,8 @@ export interface ServeOptions {
    * under `<dir>/.ftv/tls`; `{ certFile, keyFile }` uses your own.
    */
   tls?: boolean | { certFile: string; keyFile: string };
+  /** Aborting stops the server, as {@linkcode FtvServer.close} does. */
+  signal?: AbortSignal;
   /** Logger; its level decides what is printed. */
   log?: Logger;
 }
@@ -152,6 +154,13 @@ export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
     fsync: options.fsync ?? true,
     log,
   }, caFingerprint);
+  if (options.signal) {
+    const stop = () => server.close();
+    options.signal.addEventListener("abort", stop, { once: true });
+    server.finished.finally(() =>
+      options.signal?.removeEventListener("abort", stop)
+    );
+  }
   log.info(`Server started on ${host}:${server.addr.port}`);
   if (options.tls) log.info("Serving TLS");
   if (caFingerprint) log.info(`TLS CA fingerprint: ${caFingerprint}`);

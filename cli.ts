@@ -578,7 +578,14 @@ async function runServer(values: Values, level: LogLevel): Promise<number> {
 function tokenOf(values: Values): string | undefined {
   if (values.token !== undefined) return stringValue(values, "token", "");
   try {
-    return Deno.env.get("FTV_TOKEN") || undefined;
+    // Asking first avoids a permission prompt on a terminal.
+    const { state } = Deno.permissions.querySync({
+      name: "env",
+      variable: "FTV_TOKEN",
+    });
+    return state === "granted"
+      ? Deno.env.get("FTV_TOKEN") || undefined
+      : undefined;
   } catch {
     return undefined;
   }
@@ -730,7 +737,8 @@ function report(
       formatBytes(result.wireBytes)
     } on the wire, ${result.retransmittedChunks} chunk(s) resent, SHA-256 verified`,
   );
-  if (values.json) {
+  // With JSON progress every stdout line is JSON, the result included.
+  if (values.json || progress.mode === "json") {
     io.out(JSON.stringify({
       name: result.name,
       path: result.path,
@@ -833,7 +841,7 @@ function reportTree(
       formatBytes(result.wireBytes)
     } on the wire, every file SHA-256 verified`,
   );
-  if (values.json) {
+  if (values.json || progress.mode === "json") {
     io.out(JSON.stringify(result));
     return;
   }

@@ -34,7 +34,7 @@ export const stdoutText: TextSink = (text) => {
 
 const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
 
-/** `1.5 GiB`, `512 B`: binary units, one decimal. */
+/** `1.5 GiB`, `512 B`: binary units, one decimal; whole bytes below a KiB. */
 export function formatBytes(bytes: number): string {
   let value = bytes;
   let unit = 0;
@@ -42,7 +42,10 @@ export function formatBytes(bytes: number): string {
     value /= 1024;
     unit++;
   }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${UNITS[unit]}`;
+  // Rates are fractional: show `512 B/s`, not `512.4342105263158 B/s`.
+  return unit === 0
+    ? `${Math.round(bytes)} B`
+    : `${value.toFixed(1)} ${UNITS[unit]}`;
 }
 
 /** `1:05`, `12:00:00`: a duration in seconds for an ETA. */

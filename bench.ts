@@ -5,12 +5,16 @@
  * Builds a random file (left in the page cache), then times, each run:
  * ftv `send`, `get` and the seed round trip (`client`) with server and client
  * as separate processes; the same with the sender simulating a 5 % error
- * rate; 16 clients sending at once; and socat + `openssl dgst`, an rsync
- * daemon (default and `--checksum-choice=sha1`) and scp (aes128-gcm) against
- * an sshd the bench starts with its own keys. Every received copy is checked
- * (size each run, SHA-256 once per variant, never timed). Prints MB/s
- * (10^6 bytes/s) medians with min-max, ftv's ratios to each baseline and the
- * peak RSS of ftv's server and client.
+ * rate; 16 clients sending at once; `send --compress none` beside the default
+ * `auto`; `send` of a log-like text file (how much goes on the wire); `send`
+ * of a tree of 10,000 small files against `rsync -r` to the same kind of
+ * daemon; and socat + `openssl dgst`, an rsync daemon (default and
+ * `--checksum-choice=sha1`) and scp (aes128-gcm) against an sshd the bench
+ * starts with its own keys. Every received copy is checked (size each run,
+ * SHA-256 once per variant; for the tree, file count, total size and a
+ * sample of SHA-256s each run; never timed). Prints MB/s (10^6 bytes/s)
+ * medians with min-max, ftv's ratios to each baseline that moves the same
+ * thing and the peak RSS of ftv's server and client.
  *
  * `--rss-size 4GiB` is a separate mode: peak RSS of each side while moving
  * one file of that size.
@@ -31,6 +35,7 @@
 
 import { createHash, randomFillSync } from "node:crypto";
 import { parseArgs } from "node:util";
+import { Rng } from "./rng.ts";
 
 const HOST = "127.0.0.1";
 const MOD = decodeURIComponent(new URL("./mod.ts", import.meta.url).pathname);
@@ -44,6 +49,25 @@ const ERROR_RATE = "0.05";
 const ERROR_RETRIES = "20";
 /** Buffer size socat is given (its default of 8 KiB would handicap it). */
 const SOCAT_BUFFER = 256 * 1024;
+/** Size of the log-like text file of the `send-text` row. */
+const TEXT_SIZE = 100 * MiB;
+/** Seed of the text file's pseudo-random fields, so every bench sends the same text. */
+const TEXT_SEED = 20250101;
+/** The tree rows' tree: this many folders of this many files of this size. */
+const TREE_DIRS = 100;
+const TREE_FILES = 100;
+const TREE_FILE_SIZE = 1024;
+/** One file in this many has its SHA-256 checked in every copy of the tree. */
+const TREE_SAMPLE_EVERY = 500;
+/** Targets printed beside their ratios. */
+const TARGET = {
+  /** `send` (auto) throughput / `send --compress none` throughput, at least. */
+  autoVsNone: 0.95,
+  /** ftv's time / rsync's time for the tree, at most. */
+  treeVsRsync: 1.5,
+  /** Wire bytes / bytes of the text file, below. */
+  textWire: 0.15,
+};
 /** Flags for ftv's receiving side (server, `get`, `client`): `--no-fsync` or none. */
 let receiverFlags: string[] = [];
 
@@ -54,8 +78,9 @@ const USAGE = `Usage: deno task bench [options]
   --json               print one JSON object instead of the table
   --clients N          clients in the concurrent row (default: 16)
   --client-size SIZE   bytes each concurrent client sends (default: 64MiB)
-  --only IDS           comma-separated rows: send,get,send-tls,client,send-err,get-err,
-                       clients,socat,rsync,rsync-sha1,scp (default: all)
+  --only IDS           comma-separated rows: send,send-none,send-text,get,send-tls,
+                       client,send-err,get-err,clients,tree,socat,rsync,
+                       rsync-sha1,rsync-tree,scp (default: all)
   --rss-size SIZE      instead of the benchmark, measure each side's peak RSS
                        while moving one file of SIZE (e.g. 4GiB)
   --dir DIR            where to put temporary files (default: system temp)
@@ -64,15 +89,19 @@ const USAGE = `Usage: deno task bench [options]
 
 const ROW_IDS = [
   "send",
+  "send-none",
+  "send-text",
   "get",
   "send-tls",
   "client",
   "send-err",
   "get-err",
   "clients",
+  "tree",
   "socat",
   "rsync",
   "rsync-sha1",
+  "rsync-tree",
   "scp",
 ] as const;
 
@@ -487,15 +516,21 @@ async function syncDisks(): Promise<void> {
  */
 const setAside: string[] = [];
 let setAsideDir = "";
+/** Paths moved aside so far, for unique names. */
+let setAsideCount = 0;
 /** The bench's temporary folder. */
 let workDir = "";
 
-/** Moves `path` (file or folder) aside, to be deleted by {@linkcode releaseSetAside}. */
-async function discard(path: string): Promise<void> {
+/**
+ * Moves `path` (file or folder) aside, to be deleted by
+ * {@linkcode releaseSetAside}; with `keep`, only with the bench's folder when
+ * it ends (see {@linkcode Load.keep}).
+ */
+async function discard(path: string, keep = false): Promise<void> {
   if (!(await exists(path))) return;
-  const to = `${setAsideDir}/${setAside.length}-${basename(path)}`;
+  const to = `${setAsideDir}/${setAsideCount++}-${basename(path)}`;
   await Deno.rename(path, to);
-  setAside.push(to);
+  if (!keep) setAside.push(to);
 }
 
 /** Deletes what was set aside and syncs; called right before a timed section. */
@@ -506,21 +541,74 @@ async function releaseSetAside(): Promise<void> {
 
 // ---------------------------------------------------------------- files
 
-/** Writes `bytes` random bytes to `path`. */
-async function writeRandomFile(path: string, bytes: number): Promise<void> {
-  using file = await Deno.open(path, {
-    write: true,
-    create: true,
-    truncate: true,
-  });
+/** Writes `pieces` one after the other to `path` (made or truncated). */
+async function writePieces(
+  path: string,
+  pieces: Iterable<Uint8Array>,
+): Promise<void> {
+  using file = await Deno.create(path);
+  for (const piece of pieces) {
+    let written = 0;
+    while (written < piece.length) {
+      written += await file.write(piece.subarray(written));
+    }
+  }
+}
+
+/** `bytes` random bytes, in pieces of up to 16 MiB (one buffer, refilled). */
+function* randomPieces(bytes: number): Generator<Uint8Array> {
   const piece = new Uint8Array(Math.min(bytes, 16 * MiB));
   for (let left = bytes; left > 0; left -= piece.length) {
     const part = piece.subarray(0, Math.min(piece.length, left));
     randomFillSync(part);
-    let written = 0;
-    while (written < part.length) {
-      written += await file.write(part.subarray(written));
+    yield part;
+  }
+}
+
+const LOG_LEVELS = ["INFO", "INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"];
+const LOG_SERVICES = ["api", "auth", "billing", "search", "worker"];
+const LOG_WORDS = [
+  "request",
+  "handled",
+  "cache",
+  "miss",
+  "session",
+  "opened",
+  "closed",
+  "retry",
+  "upstream",
+  "timeout",
+  "queue",
+  "flushed",
+];
+
+/**
+ * `bytes` of log-like text, the same every time (seeded): timestamped lines
+ * with a level, a service and its pid, a few words, a sequence number, the
+ * service's request counter and a latency; the last line is cut where the
+ * size is reached.
+ */
+function* logTextPieces(bytes: number): Generator<Uint8Array> {
+  const rng = new Rng(TEXT_SEED);
+  const pick = (list: string[]) => list[rng.int(list.length)]!;
+  const encoder = new TextEncoder();
+  const requests = LOG_SERVICES.map(() => 0);
+  let clock = Date.UTC(2025, 0, 1);
+  let seq = 0;
+  for (let left = bytes; left > 0;) {
+    let text = "";
+    while (text.length < MiB) {
+      clock += rng.int(40);
+      const service = rng.int(LOG_SERVICES.length);
+      text += `${new Date(clock).toISOString()} ${pick(LOG_LEVELS)} ${
+        LOG_SERVICES[service]
+      }[${1000 + service}] ${pick(LOG_WORDS)} ${pick(LOG_WORDS)} ${
+        pick(LOG_WORDS)
+      } seq=${++seq} requests=${++requests[service]!} ms=${rng.int(1000)}\n`;
     }
+    const piece = encoder.encode(text).subarray(0, left);
+    left -= piece.length;
+    yield piece;
   }
 }
 
@@ -543,8 +631,12 @@ interface Source {
   sha256: string;
 }
 
-async function makeSource(path: string, size: number): Promise<Source> {
-  await writeRandomFile(path, size);
+async function makeSource(
+  path: string,
+  size: number,
+  pieces: (bytes: number) => Iterable<Uint8Array> = randomPieces,
+): Promise<Source> {
+  await writePieces(path, pieces(size));
   // Hashing reads it back: the file is now in the page cache.
   return { path, size, sha256: await sha256File(path) };
 }
@@ -578,6 +670,138 @@ async function checkCopy(
       );
     }
   }
+}
+
+/** The tree rows' folder: what it holds, and a sample of its files' SHA-256s. */
+interface TreeSource {
+  path: string;
+  files: number;
+  bytes: number;
+  /** Name inside the tree → SHA-256 (hex), one file in {@linkcode TREE_SAMPLE_EVERY}. */
+  samples: Map<string, string>;
+}
+
+/** Writes {@linkcode TREE_DIRS} folders of {@linkcode TREE_FILES} random files. */
+async function makeTree(path: string): Promise<TreeSource> {
+  const samples = new Map<string, string>();
+  const content = new Uint8Array(TREE_FILE_SIZE);
+  for (let d = 0; d < TREE_DIRS; d++) {
+    const dir = `d${String(d).padStart(2, "0")}`;
+    await Deno.mkdir(`${path}/${dir}`, { recursive: true });
+    for (let f = 0; f < TREE_FILES; f++) {
+      const name = `${dir}/f${String(f).padStart(3, "0")}.dat`;
+      randomFillSync(content);
+      await Deno.writeFile(`${path}/${name}`, content);
+      if ((d * TREE_FILES + f) % TREE_SAMPLE_EVERY === 0) {
+        samples.set(name, createHash("sha256").update(content).digest("hex"));
+      }
+    }
+  }
+  const files = TREE_DIRS * TREE_FILES;
+  return { path, files, bytes: files * TREE_FILE_SIZE, samples };
+}
+
+/** Files under `path` (recursively) and their total size. */
+async function countFiles(
+  path: string,
+): Promise<{ files: number; bytes: number }> {
+  let files = 0;
+  let bytes = 0;
+  for await (const entry of Deno.readDir(path)) {
+    const full = `${path}/${entry.name}`;
+    if (entry.isDirectory) {
+      const inner = await countFiles(full);
+      files += inner.files;
+      bytes += inner.bytes;
+    } else if (entry.isFile) {
+      files++;
+      bytes += (await Deno.stat(full)).size;
+    }
+  }
+  return { files, bytes };
+}
+
+/**
+ * Checks a received copy of the tree: file count and total size, and the
+ * SHA-256 of the sample files. Never inside a timed section.
+ */
+async function checkTree(
+  path: string,
+  tree: TreeSource,
+  what: string,
+): Promise<void> {
+  if (!(await exists(path))) {
+    throw new BenchError(`${what}: no copy at ${path}`);
+  }
+  const { files, bytes } = await countFiles(path);
+  if (files !== tree.files || bytes !== tree.bytes) {
+    throw new BenchError(
+      `${what}: copy has ${files} files of ${bytes} bytes, expected ${tree.files} of ${tree.bytes}`,
+    );
+  }
+  for (const [name, sha256] of tree.samples) {
+    const digest = await sha256File(`${path}/${name}`).catch(() => "none");
+    if (digest !== sha256) {
+      throw new BenchError(
+        `${what}: ${name}'s SHA-256 ${digest} is not the source's ${sha256}`,
+      );
+    }
+  }
+}
+
+/**
+ * What a row moves: a file, or a folder (`rsync -r`), stored as `name` in
+ * the receiver's folder, and how a copy of it is checked.
+ */
+interface Load {
+  path: string;
+  name: string;
+  bytes: number;
+  folder: boolean;
+  /**
+   * Copies are kept until the bench ends, not deleted before the next timed
+   * section: on ext4 without a journal (this VM's disk) a new inode skips
+   * every inode freed in the last minute or so, one buffer lookup each, so
+   * deleting a 10,000-file copy made each following copy slower (0.3 s to
+   * 3 s by the sixth), whichever tool made it.
+   */
+  keep: boolean;
+  /** Rows compare only with rows of the same workload; none = the random file. */
+  workload?: Workload;
+  check(copy: string, index: number, what: string): Promise<void>;
+}
+
+type Workload = "text" | "tree";
+
+/** A file as a {@linkcode Load}: its size each run, its SHA-256 on run 0. */
+function fileLoad(source: Source, name: string, workload?: Workload): Load {
+  return {
+    path: source.path,
+    name,
+    bytes: source.size,
+    folder: false,
+    keep: false,
+    ...(workload ? { workload } : {}),
+    check: (copy, index, what) => checkCopy(copy, source, index === 0, what),
+  };
+}
+
+function treeText(): string {
+  return `tree of ${TREE_DIRS * TREE_FILES} files x ${
+    TREE_FILE_SIZE / 1024
+  } KiB`;
+}
+
+function treeLoad(tree: TreeSource): Load {
+  return {
+    path: tree.path,
+    name: "tree",
+    bytes: tree.bytes,
+    folder: true,
+    keep: true,
+    workload: "tree",
+    check: (copy, _index, what) => checkTree(copy, tree, what),
+  };
 }
 
 async function remove(path: string): Promise<void> {
@@ -716,7 +940,13 @@ interface ClientRun {
   /** CPU seconds, user + system (only with /usr/bin/time). */
   cpu: number | undefined;
   /** What `--json` printed. */
-  result: { seconds?: number; attempts?: number; retransmittedChunks?: number };
+  result: {
+    seconds?: number;
+    attempts?: number;
+    retransmittedChunks?: number;
+    bytes?: number;
+    wireBytes?: number;
+  };
 }
 
 /** Runs one ftv client command to completion, timed, with its peak RSS. */
@@ -820,12 +1050,15 @@ interface Sample {
   ftvSeconds?: number;
   /** Chunks sent again in repair rounds. */
   retransmitted?: number;
+  /** Bytes ftv put on the wire / bytes it moved, as it reported them. */
+  wireShare?: number;
 }
 
 interface Row {
   id: string;
   label: string;
   kind: "ftv" | "baseline";
+  workload?: Workload;
   /** Why it did not run (missing tool, failed set-up or run). */
   skipped?: string;
   samples: Sample[];
@@ -839,6 +1072,9 @@ interface Context {
   work: string;
   source: Source;
   small?: Source;
+  /** The `send-text` row's file and the tree rows' folder, when wanted. */
+  text?: Source;
+  tree?: TreeSource;
   /** Generous per-command timeout for a transfer of `bytes`. */
   timeout(bytes: number): number;
 }
@@ -858,9 +1094,15 @@ function ftvRow(
     clientArgs: (port: number) => string[];
     copy: string;
     bytes: number;
+    /** Checks the copy (default: as a copy of the random file). */
+    check?: (copy: string, index: number) => Promise<void>;
+    /** Copies stay until the bench ends (see {@linkcode Load.keep}). */
+    keepCopy?: boolean;
     after?: () => Promise<void>;
   },
 ): Row {
+  const check = plan.check ??
+    ((copy, index) => checkCopy(copy, ctx.source, index === 0, label));
   return {
     id,
     label,
@@ -868,7 +1110,7 @@ function ftvRow(
     samples: [],
     async run(index) {
       const dir = await plan.serverDir();
-      await discard(plan.copy);
+      await discard(plan.copy, plan.keepCopy);
       const server = await startFtvServer(dir, plan.serverFlags);
       let serverUsage: Usage = {};
       let client: ClientRun;
@@ -882,9 +1124,10 @@ function ftvRow(
       } finally {
         serverUsage = await server.stop();
       }
-      await checkCopy(plan.copy, ctx.source, index === 0, label);
-      await discard(plan.copy);
+      await check(plan.copy, index);
+      await discard(plan.copy, plan.keepCopy);
       await plan.after?.();
+      const { bytes, wireBytes } = client.result;
       return {
         ms: client.ms,
         bytes: plan.bytes,
@@ -895,6 +1138,9 @@ function ftvRow(
         ...(client.result.retransmittedChunks === undefined
           ? {}
           : { retransmitted: client.result.retransmittedChunks }),
+        ...(bytes && wireBytes !== undefined
+          ? { wireShare: wireBytes / bytes }
+          : {}),
       };
     },
   };
@@ -918,21 +1164,31 @@ async function ftvRows(ctx: Context): Promise<Row[]> {
   const out = `${work}/ftv-out.bin`;
   const stored = "bench.bin";
 
-  const sendRow = (id: string, label: string, extra: string[]) =>
-    ftvRow(ctx, id, label, {
+  const sendRow = (
+    id: string,
+    label: string,
+    extra: string[],
+    load = fileLoad(source, stored),
+  ) => {
+    const row = ftvRow(ctx, id, label, {
       serverDir: () => freshDir(sendDir),
       clientArgs: (port) => [
         "send",
-        source.path,
+        load.path,
         "--as",
-        stored,
+        load.name,
         ...extra,
         ...ftvArgs(port),
       ],
-      copy: `${sendDir}/${stored}`,
-      bytes: source.size,
+      copy: `${sendDir}/${load.name}`,
+      bytes: load.bytes,
+      check: (copy, index) => load.check(copy, index, label),
+      keepCopy: load.keep,
       after: () => discard(sendDir),
     });
+    if (load.workload) row.workload = load.workload;
+    return row;
+  };
   const getRow = (
     id: string,
     label: string,
@@ -959,6 +1215,19 @@ async function ftvRows(ctx: Context): Promise<Row[]> {
   };
 
   if (want("send")) rows.push(sendRow("send", "ftv send", []));
+  if (want("send-none")) {
+    rows.push(
+      sendRow("send-none", "ftv send --compress none", ["--compress", "none"]),
+    );
+  }
+  if (want("send-text")) {
+    rows.push(sendRow(
+      "send-text",
+      `ftv send, ${formatBytes(ctx.text!.size)} log text`,
+      [],
+      fileLoad(ctx.text!, "log.txt", "text"),
+    ));
+  }
   if (want("get")) rows.push(getRow("get", "ftv get", [], []));
   if (want("send-tls")) {
     rows.push(ftvRow(ctx, "send-tls", "ftv send --tls", {
@@ -1028,6 +1297,11 @@ async function ftvRows(ctx: Context): Promise<Row[]> {
     ], ["--max-retries", ERROR_RETRIES]));
   }
   if (want("clients")) rows.push(...clientRows(ctx));
+  if (want("tree")) {
+    rows.push(
+      sendRow("tree", `ftv send, ${treeText()}`, [], treeLoad(ctx.tree!)),
+    );
+  }
   return rows;
 }
 
@@ -1177,6 +1451,17 @@ function baselineRows(ctx: Context): Row[] {
       ]),
     );
   }
+  if (want("rsync-tree")) {
+    rows.push(
+      rsyncRow(
+        ctx,
+        "rsync-tree",
+        `rsync -r, ${treeText()}`,
+        [],
+        treeLoad(ctx.tree!),
+      ),
+    );
+  }
   if (want("scp")) rows.push(scpRow(ctx));
   return rows;
 }
@@ -1280,16 +1565,21 @@ function socatRow(ctx: Context): Row {
   };
 }
 
-/** An rsync daemon on loopback, started once, a fresh destination each run. */
+/**
+ * An rsync daemon on loopback, started once, a fresh destination each run;
+ * it moves the random file unless told another `load` (a folder goes with
+ * `-r`).
+ */
 function rsyncRow(
   ctx: Context,
   id: string,
   label: string,
   flags: string[],
+  load = fileLoad(ctx.source, "bench.bin"),
 ): Row {
   const rsync = findTool("rsync");
   if (!rsync) return skippedRow(id, label, "rsync not installed");
-  const { work, source } = ctx;
+  const { work } = ctx;
   const base = `${work}/${id}`;
   const dest = `${base}/dest`;
   let daemon: Deno.ChildProcess | undefined;
@@ -1298,6 +1588,7 @@ function rsyncRow(
     id,
     label,
     kind: "baseline",
+    ...(load.workload ? { workload: load.workload } : {}),
     samples: [],
     async setup() {
       await freshDir(dest);
@@ -1331,20 +1622,20 @@ function rsyncRow(
       );
     },
     async run(index) {
-      const copy = `${dest}/bench.bin`;
-      await discard(copy);
+      const copy = `${dest}/${load.name}`;
+      await discard(copy, load.keep);
       await releaseSetAside();
       const result = await runCommand(rsync, [
         ...flags,
-        source.path,
-        `rsync://${HOST}:${port}/bench/bench.bin`,
-      ], ctx.timeout(source.size));
+        ...(load.folder ? ["-r", `${load.path}/`] : [load.path]),
+        `rsync://${HOST}:${port}/bench/${load.name}`,
+      ], ctx.timeout(load.bytes));
       if (result.code !== 0) {
         throw new BenchError(`rsync failed: ${lastLine(result.stderr)}`);
       }
-      await checkCopy(copy, source, index === 0, label);
-      await discard(copy);
-      return { ms: result.ms, bytes: source.size };
+      await load.check(copy, index, label);
+      await discard(copy, load.keep);
+      return { ms: result.ms, bytes: load.bytes };
     },
     async teardown() {
       if (daemon) await stopProcess(daemon);
@@ -1512,6 +1803,7 @@ interface Summary {
   id: string;
   label: string;
   kind: "ftv" | "baseline";
+  workload?: Workload;
   skipped?: string;
   runs: number;
   mbps?: { median: number; min: number; max: number };
@@ -1524,6 +1816,8 @@ interface Summary {
   serverCpuPerGiB?: number;
   clientCpuPerGiB?: number;
   retransmitted?: number[];
+  /** Median of wire bytes / bytes, as ftv reported them. */
+  wireShare?: number;
   samples: Sample[];
 }
 
@@ -1535,6 +1829,7 @@ function summarise(row: Row): Summary {
     runs: row.samples.length,
     samples: row.samples,
   };
+  if (row.workload) summary.workload = row.workload;
   if (row.skipped) summary.skipped = row.skipped;
   if (row.samples.length === 0) return summary;
   const rates = row.samples.map((s) => s.bytes / MB / (s.ms / 1000));
@@ -1569,6 +1864,8 @@ function summarise(row: Row): Summary {
   if (row.samples.some((s) => s.retransmitted !== undefined)) {
     summary.retransmitted = row.samples.map((s) => s.retransmitted ?? 0);
   }
+  const shares = row.samples.flatMap((s) => s.wireShare ?? []);
+  if (shares.length) summary.wireShare = median(shares);
   return summary;
 }
 
@@ -1597,19 +1894,35 @@ function table(rows: string[][], align: ("l" | "r")[]): string {
 interface Ratio {
   label: string;
   value?: number;
+  /** Printed as a percentage rather than a ratio. */
+  percent?: boolean;
   note?: string;
+}
+
+/** "target <= 1.5x: met", or "MISSED". */
+function targetNote(target: string, met: boolean): string {
+  return `target ${target}: ${met ? "met" : "MISSED"}`;
 }
 
 function ratios(summaries: Summary[]) {
   const by = (id: string) =>
     summaries.find((s) => s.id === id && s.mbps)?.mbps?.median;
   const extra: Ratio[] = [];
-  const pair = (label: string, a: string, b: string) => {
+  const pair = (
+    label: string,
+    a: string,
+    b: string,
+    target?: { text: string; met: (value: number) => boolean },
+  ) => {
     const x = by(a);
     const y = by(b);
-    if (x !== undefined && y !== undefined) {
-      extra.push({ label, value: x / y });
-    }
+    if (x === undefined || y === undefined) return;
+    const value = x / y;
+    extra.push({
+      label,
+      value,
+      ...(target ? { note: targetNote(target.text, target.met(value)) } : {}),
+    });
   };
   pair("get / send", "get", "send");
   pair(
@@ -1619,15 +1932,40 @@ function ratios(summaries: Summary[]) {
   );
   pair(`get error-rate ${ERROR_RATE} / clean get (goodput)`, "get-err", "get");
   pair("N clients aggregate / one client", "clients-n", "clients");
+  pair("send --compress auto / none (throughput)", "send", "send-none", {
+    text: `>= ${TARGET.autoVsNone}x`,
+    met: (value) => value >= TARGET.autoVsNone,
+  });
+  // Same bytes both ways, so rsync's rate / ftv's is ftv's time / rsync's.
+  pair("tree: ftv time / rsync -r time", "rsync-tree", "tree", {
+    text: `<= ${TARGET.treeVsRsync}x`,
+    met: (value) => value <= TARGET.treeVsRsync,
+  });
+  const text = summaries.find((s) =>
+    s.id === "send-text" && s.wireShare !== undefined
+  );
+  if (text) {
+    extra.push({
+      label: `${text.label}, wire bytes / bytes`,
+      value: text.wireShare!,
+      percent: true,
+      note: targetNote(
+        `< ${TARGET.textWire * 100}%`,
+        text.wireShare! < TARGET.textWire,
+      ),
+    });
+  }
   const ftv = summaries.filter((s) => s.kind === "ftv" && s.mbps);
   const baselines = summaries.filter((s) => s.kind === "baseline" && s.mbps);
   const matrix = ftv.map((f) => ({
     id: f.id,
     label: f.label,
     versus: Object.fromEntries(
-      baselines.map((b) => [b.id, f.mbps!.median / b.mbps!.median]),
+      baselines.filter((b) => b.workload === f.workload).map((
+        b,
+      ) => [b.id, f.mbps!.median / b.mbps!.median]),
     ),
-  }));
+  })).filter((m) => Object.keys(m.versus).length > 0);
   return { extra, matrix, baselines };
 }
 
@@ -1667,7 +2005,10 @@ function printReport(
     for (const m of matrix) {
       grid.push([
         m.label,
-        ...baselines.map((b) => `${m.versus[b.id]!.toFixed(2)}x`),
+        ...baselines.map((b) => {
+          const value = m.versus[b.id];
+          return value === undefined ? "" : `${value.toFixed(2)}x`;
+        }),
       ]);
     }
     lines.push(table(grid, ["l", ...baselines.map(() => "r" as const)]));
@@ -1675,7 +2016,10 @@ function printReport(
   if (extra.length) {
     lines.push("");
     for (const r of extra) {
-      lines.push(`${r.label}: ${r.value!.toFixed(2)}x`);
+      const value = r.percent
+        ? `${(r.value! * 100).toFixed(1)}%`
+        : `${r.value!.toFixed(2)}x`;
+      lines.push(`${r.label}: ${value}${r.note ? ` (${r.note})` : ""}`);
     }
   }
   const retrans = summaries.filter((s) => s.retransmitted);
@@ -1778,6 +2122,7 @@ async function bench(options: Options, work: string): Promise<void> {
     source,
     timeout: (bytes) => Math.max(120_000, bytes / (5 * MB) * 1000),
   };
+  await makeOtherLoads(ctx, log);
   const startup = await prepareFtv(options);
   const busyBefore = await cpuBusy();
   const rows = [...await ftvRows(ctx), ...baselineRows(ctx)];
@@ -1852,6 +2197,26 @@ async function bench(options: Options, work: string): Promise<void> {
     ));
   } else {
     printReport(header, summaries);
+  }
+}
+
+/** Writes the text file and the tree, for the rows that want them. */
+async function makeOtherLoads(
+  ctx: Context,
+  log: (text: string) => void,
+): Promise<void> {
+  const want = (...ids: string[]) => ids.some((id) => ctx.options.only.has(id));
+  if (want("send-text")) {
+    log(`Writing a ${formatBytes(TEXT_SIZE)} log-like text file...`);
+    ctx.text = await makeSource(
+      `${ctx.work}/log.txt`,
+      TEXT_SIZE,
+      logTextPieces,
+    );
+  }
+  if (want("tree", "rsync-tree")) {
+    log(`Writing a ${treeText()}...`);
+    ctx.tree = await makeTree(`${ctx.work}/tree`);
   }
 }
 

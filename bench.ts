@@ -518,6 +518,16 @@ const setAside: string[] = [];
 let setAsideDir = "";
 /** Paths moved aside so far, for unique names. */
 let setAsideCount = 0;
+/**
+ * The VM reports free memory 2 s after a free arms its report, and then
+ * reports all that is free. A copy deleted within that time of the previous
+ * one was handed back just as the next run started reusing it (~1.5 CPU-s
+ * per GiB more, on whichever of two back-to-back rows came second), so
+ * {@linkcode releaseSetAside} waits until this long after the last release.
+ */
+const REPORT_DELAY_MS = 2500;
+/** When {@linkcode releaseSetAside} last deleted something. */
+let lastRelease = -Infinity;
 /** The bench's temporary folder. */
 let workDir = "";
 
@@ -533,9 +543,17 @@ async function discard(path: string, keep = false): Promise<void> {
   if (!keep) setAside.push(to);
 }
 
-/** Deletes what was set aside and syncs; called right before a timed section. */
-async function releaseSetAside(): Promise<void> {
-  while (setAside.length) await remove(setAside.pop()!);
+/**
+ * Deletes what was set aside and syncs; called right before a timed section.
+ * A section that writes little (`free` false) only syncs, leaving the memory
+ * of what was set aside to the next one that writes a big copy.
+ */
+async function releaseSetAside(free = true): Promise<void> {
+  if (free && setAside.length) {
+    await sleep(Math.max(0, lastRelease + REPORT_DELAY_MS - performance.now()));
+    while (setAside.length) await remove(setAside.pop()!);
+    lastRelease = performance.now();
+  }
   await syncDisks();
 }
 
@@ -766,6 +784,12 @@ interface Load {
    * 3 s by the sixth), whichever tool made it.
    */
   keep: boolean;
+  /**
+   * Much smaller than the random file: its row does not free what was set
+   * aside (see {@linkcode releaseSetAside}), or the row after it would write
+   * its big copy into fresh memory, ~2 CPU-s per GiB more here.
+   */
+  light: boolean;
   /** Rows compare only with rows of the same workload; none = the random file. */
   workload?: Workload;
   check(copy: string, index: number, what: string): Promise<void>;
@@ -781,6 +805,8 @@ function fileLoad(source: Source, name: string, workload?: Workload): Load {
     bytes: source.size,
     folder: false,
     keep: false,
+    // The random file is the big one; the other files are light.
+    light: workload !== undefined,
     ...(workload ? { workload } : {}),
     check: (copy, index, what) => checkCopy(copy, source, index === 0, what),
   };
@@ -799,6 +825,7 @@ function treeLoad(tree: TreeSource): Load {
     bytes: tree.bytes,
     folder: true,
     keep: true,
+    light: true,
     workload: "tree",
     check: (copy, _index, what) => checkTree(copy, tree, what),
   };
@@ -1098,6 +1125,8 @@ function ftvRow(
     check?: (copy: string, index: number) => Promise<void>;
     /** Copies stay until the bench ends (see {@linkcode Load.keep}). */
     keepCopy?: boolean;
+    /** Moves little: frees nothing set aside (see {@linkcode Load.light}). */
+    light?: boolean;
     after?: () => Promise<void>;
   },
 ): Row {
@@ -1115,7 +1144,7 @@ function ftvRow(
       let serverUsage: Usage = {};
       let client: ClientRun;
       try {
-        await releaseSetAside();
+        await releaseSetAside(!plan.light);
         client = await runFtvClient(
           ctx.work,
           plan.clientArgs(server.port),
@@ -1184,6 +1213,7 @@ async function ftvRows(ctx: Context): Promise<Row[]> {
       bytes: load.bytes,
       check: (copy, index) => load.check(copy, index, label),
       keepCopy: load.keep,
+      light: load.light,
       after: () => discard(sendDir),
     });
     if (load.workload) row.workload = load.workload;
@@ -1624,7 +1654,7 @@ function rsyncRow(
     async run(index) {
       const copy = `${dest}/${load.name}`;
       await discard(copy, load.keep);
-      await releaseSetAside();
+      await releaseSetAside(!load.light);
       const result = await runCommand(rsync, [
         ...flags,
         ...(load.folder ? ["-r", `${load.path}/`] : [load.path]),

@@ -293,20 +293,33 @@ export class FtvClient implements Disposable {
 
   /** The server's stored files. */
   async list(): Promise<FileEntry[]> {
-    await this.#fc.send({ type: "list" });
-    return (await this.#fc.expect("listing")).files;
+    return (await this.listTree()).files;
   }
 
   /** The server's stored files and folders, all or only `prefix` and what lies under it. */
   async listTree(
     prefix?: string,
   ): Promise<{ files: FileEntry[]; dirs: DirEntry[] }> {
-    await this.#fc.send({
-      type: "list",
-      ...(prefix === undefined ? {} : { prefix }),
-    });
-    const listing = await this.#fc.expect("listing");
-    return { files: listing.files, dirs: listing.dirs ?? [] };
+    const files: FileEntry[] = [];
+    const dirs: DirEntry[] = [];
+    let offset: number | undefined = 0;
+    while (offset !== undefined) {
+      await this.#fc.send({
+        type: "list",
+        ...(prefix === undefined ? {} : { prefix }),
+        ...(offset > 0 ? { offset } : {}),
+      });
+      const page = await this.#fc.expect("listing");
+      files.push(...page.files);
+      dirs.push(...(page.dirs ?? []));
+      if (page.next !== undefined && page.next <= offset) {
+        throw new ProtocolError(
+          "Cannot list: the server's pages do not advance",
+        );
+      }
+      offset = page.next;
+    }
+    return { files, dirs };
   }
 
   /** Closes the connection. */

@@ -24,6 +24,8 @@ export const FRAME_KIND = { control: 1, data: 2 } as const;
 export const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
 /** Smallest chunk size a peer may announce. */
 export const MIN_CHUNK_BYTES = 512;
+/** Most entries (files and folders) in one `listing`, so it stays under the control cap. */
+export const LISTING_PAGE_ENTRIES = 10_000;
 /** Chunk size used unless told otherwise: large I/O is cheap I/O. */
 export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
 /** Most chunks one file may have. */
@@ -159,12 +161,16 @@ export type ControlMessage =
     type: "list";
     /** Only the file or folder of this name and what lies under it. */
     prefix?: string;
+    /** Skip this many entries (files, then folders): the `next` of the previous page. */
+    offset?: number;
   }
   | {
     type: "listing";
     files: FileEntry[];
     /** Folders, when there are any (each one, so empty ones can be recreated). */
     dirs?: DirEntry[];
+    /** More entries follow: ask again with this `offset`. */
+    next?: number;
   }
   | { type: "error"; code: ErrorCode; message: string };
 
@@ -513,8 +519,8 @@ const OPTIONAL_FIELDS: { [T in ControlType]?: Record<string, FieldKind> } = {
   offer: { mode: "number" },
   ready: { verifyPart: "boolean" },
   verified: { held: "boolean" },
-  list: { prefix: "string" },
-  listing: { dirs: "object" },
+  list: { prefix: "string", offset: "number" },
+  listing: { dirs: "object", next: "number" },
 };
 
 const FILE_ENTRY_FIELDS: Record<string, FieldKind> = {

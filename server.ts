@@ -28,6 +28,7 @@ import {
   type ControlOf,
   DEFAULT_CHUNK_SIZE,
   ERROR_CODE,
+  LISTING_PAGE_ENTRIES,
   MAX_CHUNK_BYTES,
   MAX_CHUNKS_PER_FILE,
   MIN_CHUNK_BYTES,
@@ -621,10 +622,21 @@ class Server implements FtvServer {
       return this.#refuse(fc, ERROR_CODE.badName, `Cannot list: ${problem}`);
     }
     const { files, dirs } = await this.#settings.catalog.listTree(prefix);
+    // One page of files-then-folders, so a listing never exceeds the control cap.
+    const start = Math.min(request.offset ?? 0, files.length + dirs.length);
+    const end = Math.min(
+      start + LISTING_PAGE_ENTRIES,
+      files.length + dirs.length,
+    );
+    const pageDirs = dirs.slice(
+      Math.max(0, start - files.length),
+      Math.max(0, end - files.length),
+    );
     await fc.send({
       type: "listing",
-      files,
-      ...(dirs.length > 0 ? { dirs } : {}),
+      files: files.slice(start, end),
+      ...(pageDirs.length > 0 ? { dirs: pageDirs } : {}),
+      ...(end < files.length + dirs.length ? { next: end } : {}),
     });
   }
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { hash, Logger, send, serve } from "../mod.ts";
+import { FtvClient, hash, Logger, send, serve } from "../mod.ts";
+import { LISTING_PAGE_ENTRIES } from "../protocol.ts";
 import { tempDir, writeRandomFile } from "./test_util.ts";
 
 const HOST = "127.0.0.1";
@@ -62,4 +63,32 @@ Deno.test("serve() stops when its signal aborts, and hash() matches what send() 
     Deno.connect({ hostname: HOST, port: server.addr.port }),
     Deno.errors.ConnectionRefused,
   );
+});
+
+Deno.test("FtvClient.list() pages through a listing larger than one message", async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.join("srv");
+  const count = LISTING_PAGE_ENTRIES + 50;
+  await Deno.mkdir(`${dir}/many`, { recursive: true });
+  await Promise.all(
+    Array.from(
+      { length: count },
+      (_, i) => Deno.writeTextFile(`${dir}/many/f${i}.txt`, `file ${i}\n`),
+    ),
+  );
+  await using server = await serve({
+    host: HOST,
+    port: 0,
+    dir,
+    log: new Logger("FileTransferServer", { level: "ERROR" }),
+  });
+  using client = await FtvClient.connect({
+    host: HOST,
+    port: server.addr.port,
+    log: quiet(),
+  });
+  const tree = await client.listTree("many");
+  assert.equal(tree.files.length, count);
+  assert.equal(new Set(tree.files.map((file) => file.name)).size, count);
+  assert.ok(tree.dirs.some((entry) => entry.name === "many"));
 });

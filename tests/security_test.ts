@@ -44,6 +44,7 @@ import {
   spawnServer,
   spawnService,
   tempDir,
+  testServer,
   writeAll,
   writeRandomFile,
 } from "./test_util.ts";
@@ -567,12 +568,7 @@ Deno.test("serve() refuses a nack naming a chunk more than once instead of ampli
 Deno.test("a peer's text cannot forge or hide server log lines", async () => {
   await using tmp = await tempDir();
   const logs = new LogCapture();
-  await using server = await serve({
-    host: HOST,
-    port: 0,
-    dir: tmp.join("srv"),
-    log: logs.logger("FileTransferServer"),
-  });
+  await using server = await testServer(tmp, logs);
   const forged =
     "\n2026-01-01 00:00:00 - FileTransferServer - INFO - File received and saved as forged.bin\u001b[2K";
   {
@@ -606,12 +602,7 @@ Deno.test("a peer's text cannot forge or hide server log lines", async () => {
 Deno.test("serve() hangs up on a length prefix over the cap without waiting for the body", async (t) => {
   await using tmp = await tempDir();
   const logs = new LogCapture();
-  await using server = await serve({
-    host: HOST,
-    port: 0,
-    dir: tmp.join("srv"),
-    log: logs.logger("FileTransferServer"),
-  });
+  await using server = await testServer(tmp, logs);
   const header = (length: number, kind: number) => {
     const bytes = new Uint8Array(5);
     new DataView(bytes.buffer).setUint32(0, length);
@@ -649,12 +640,8 @@ Deno.test("serve() hangs up on a length prefix over the cap without waiting for 
 Deno.test("serve() drops silent and trickling connections after the handshake timeout while serving others", async () => {
   await using tmp = await tempDir();
   const logs = new LogCapture();
-  await using server = await serve({
-    host: HOST,
-    port: 0,
-    dir: tmp.join("srv"),
+  await using server = await testServer(tmp, logs, {
     handshakeTimeoutMs: 1000,
-    log: logs.logger("FileTransferServer"),
   });
   const { port } = server.addr;
   const started = performance.now();

@@ -16,6 +16,7 @@ import {
   sha256File,
   type TempDir,
   tempDir,
+  testServer,
   writeAll,
   writeRandomFile,
 } from "./test_util.ts";
@@ -69,12 +70,8 @@ const HELLO = encodeControl({
 Deno.test("serve() closes hostile connections and keeps serving others", async (t) => {
   await using tmp = await tempDir();
   const logs = new LogCapture();
-  await using server = await serve({
-    host: HOST,
-    port: 0,
-    dir: tmp.join("srv"),
+  await using server = await testServer(tmp, logs, {
     chunkSize: 4096,
-    log: logs.logger("FileTransferServer"),
   });
   const { port } = server.addr;
 

@@ -9,6 +9,7 @@
 import { createHash } from "node:crypto";
 import { Logger, type LogLevel } from "../log.ts";
 import { type Frame, FrameReader } from "../protocol.ts";
+import { type FtvServer, serve, type ServeOptions } from "../server.ts";
 
 /** Absolute path of the CLI entry point. */
 export const MOD_PATH: string = new URL("../mod.ts", import.meta.url).pathname;
@@ -636,4 +637,22 @@ export async function fileSize(path: string): Promise<number | undefined> {
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
   }
+}
+
+/**
+ * An in-process server on 127.0.0.1, port 0, storing under `tmp/srv` and
+ * logging into `logs`; `options` override any of that.
+ */
+export function testServer(
+  tmp: TempDir,
+  logs: LogCapture,
+  options: ServeOptions = {},
+): Promise<FtvServer> {
+  return serve({
+    host: "127.0.0.1",
+    port: 0,
+    dir: tmp.join("srv"),
+    log: logs.logger("FileTransferServer"),
+    ...options,
+  });
 }

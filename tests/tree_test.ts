@@ -28,6 +28,7 @@ import {
   spawnCli,
   spawnServer,
   tempDir,
+  testServer,
   writeAll,
 } from "./test_util.ts";
 
@@ -630,13 +631,9 @@ Deno.test("serve() refuses hostile relative names and linked folders with bad_na
 Deno.test("serve() answers a damaged or mismatched eager put with nack round 0 and goes on", async () => {
   await using tmp = await tempDir();
   const logs = new LogCapture();
-  await using server = await serve({
-    host: HOST,
-    port: 0,
-    dir: tmp.join("srv"),
+  await using server = await testServer(tmp, logs, {
     chunkSize: 4096,
     fsync: false,
-    log: logs.logger("FileTransferServer"),
   });
   using s = await rawSession(server.addr.port);
   const bytes = encoder.encode("some bytes\n");

@@ -418,7 +418,13 @@ class Server implements FtvServer {
     code: RemoteError["code"],
     message: string,
   ): Promise<void> {
-    this.#settings.log.warn(`Refused request from ${fc.peer}: ${message}`);
+    // A missing name is an ordinary answer (a client looking for a folder
+    // asks for a file first); anything else deserves a warning.
+    const level = code === ERROR_CODE.notFound ? "INFO" : "WARNING";
+    this.#settings.log.log(
+      level,
+      `Refused request from ${fc.peer}: ${message}`,
+    );
     await fc.send({ type: "error", code, message });
   }
 

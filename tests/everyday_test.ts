@@ -26,6 +26,7 @@ import {
   sameBytes,
   sha256File,
   spawnServer,
+  spawnWithDeadline,
   tempDir,
   writeRandomFile,
 } from "./test_util.ts";
@@ -74,42 +75,13 @@ function shellQuote(word: string): string {
  * Runs `ftv <args>` with stdin, stdout and stderr on a pseudo-terminal
  * (`script -qec`), and returns everything it wrote there.
  */
-async function runInTerminal(args: string[]): Promise<CliResult> {
-  const started = performance.now();
+function runInTerminal(args: string[]): Promise<CliResult> {
   const command = [Deno.execPath(), ...denoArgs(PERMISSIONS), ...args]
     .map(shellQuote).join(" ");
-  const child = new Deno.Command("script", {
-    args: ["-qec", command, "/dev/null"],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
-  }, TERMINAL_TIMEOUT_MS);
-  try {
-    const output = await child.output();
-    const result = {
-      code: output.code,
-      stdout: decoder.decode(output.stdout),
-      stderr: decoder.decode(output.stderr),
-      ms: performance.now() - started,
-    };
-    if (timedOut) {
-      throw new Error(
-        `script ${command} was killed after ${TERMINAL_TIMEOUT_MS} ms\n${result.stdout}`,
-      );
-    }
-    return result;
-  } finally {
-    clearTimeout(timer);
-  }
+  return spawnWithDeadline("script", ["-qec", command, "/dev/null"], {
+    timeoutMs: TERMINAL_TIMEOUT_MS,
+    label: `script ${command}`,
+  }).result;
 }
 
 /**

@@ -182,44 +182,11 @@ function kill(child: Deno.ChildProcess, signal: Deno.Signal): void {
 }
 
 /** Runs `ftv <args>` as a child process and captures its output. */
-export async function runCli(
+export function runCli(
   args: string[],
   options: RunCliOptions = {},
 ): Promise<CliResult> {
-  const started = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [...denoArgs(options.permissions), ...args],
-    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
-    ...(options.env === undefined ? {} : { env: options.env }),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    kill(child, "SIGKILL");
-  }, options.timeoutMs ?? CLI_TIMEOUT_MS);
-  try {
-    const output = await child.output();
-    const decoder = new TextDecoder();
-    const result = {
-      code: output.code,
-      stdout: decoder.decode(output.stdout),
-      stderr: decoder.decode(output.stderr),
-      ms: performance.now() - started,
-    };
-    if (timedOut) {
-      throw new Error(
-        `ftv ${args.join(" ")} was killed after ${
-          options.timeoutMs ?? CLI_TIMEOUT_MS
-        } ms\n${result.stderr}`,
-      );
-    }
-    return result;
-  } finally {
-    clearTimeout(timer);
-  }
+  return spawnCli(args, options).result;
 }
 
 /** Non-empty lines of `text`. */
@@ -541,9 +508,37 @@ export function spawnCli(
   args: string[],
   options: RunCliOptions = {},
 ): CliProcess {
+  return spawnWithDeadline(
+    Deno.execPath(),
+    [...denoArgs(options.permissions), ...args],
+    { ...options, label: `ftv ${args.join(" ")}` },
+  );
+}
+
+/** Options for {@linkcode spawnWithDeadline}. */
+export interface DeadlineOptions {
+  /** Working folder of the child. */
+  cwd?: string;
+  /** Environment of the child. */
+  env?: Record<string, string>;
+  /** Kill the child after this long. @default 30000 */
+  timeoutMs?: number;
+  /** How the child is named when it is killed. @default the program */
+  label?: string;
+}
+
+/**
+ * Starts `program` with piped output, killed with SIGKILL after
+ * `timeoutMs` (its result then rejects, quoting what it printed).
+ */
+export function spawnWithDeadline(
+  program: string,
+  args: string[],
+  options: DeadlineOptions = {},
+): CliProcess {
   const started = performance.now();
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [...denoArgs(options.permissions), ...args],
+  const child = new Deno.Command(program, {
+    args,
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     ...(options.env === undefined ? {} : { env: options.env }),
     stdin: "null",
@@ -561,18 +556,20 @@ export function spawnCli(
     try {
       const output = await child.output();
       const decoder = new TextDecoder();
-      const stderr = decoder.decode(output.stderr);
-      if (timedOut) {
-        throw new Error(
-          `ftv ${args.join(" ")} was killed after ${timeoutMs} ms\n${stderr}`,
-        );
-      }
-      return {
+      const printed = {
         code: output.code,
         stdout: decoder.decode(output.stdout),
-        stderr,
+        stderr: decoder.decode(output.stderr),
         ms: performance.now() - started,
       };
+      if (timedOut) {
+        throw new Error(
+          `${
+            options.label ?? program
+          } was killed after ${timeoutMs} ms\n${printed.stderr}${printed.stdout}`,
+        );
+      }
+      return printed;
     } finally {
       done = true;
       clearTimeout(timer);

@@ -137,6 +137,22 @@ async function leftovers(path: string): Promise<string[]> {
   return found;
 }
 
+/** Flags of a slow, patient transfer to `port` that survives a server restart. */
+function patientFlags(port: number): string[] {
+  return [
+    ...HOST,
+    "--port",
+    String(port),
+    "--limit-rate",
+    BIG_RATE,
+    "--max-retries",
+    "8",
+    "--retry-delay",
+    "0.2",
+    "--json",
+  ];
+}
+
 Deno.test("send resumes after the sending client is killed with SIGKILL", async () => {
   await using tmp = await tempDir();
   const srv = tmp.join("srv");
@@ -192,16 +208,7 @@ Deno.test("send carries on when the server is killed with SIGKILL and restarted"
   await using client = spawnCli([
     "send",
     file,
-    ...HOST,
-    "--port",
-    String(port),
-    "--limit-rate",
-    BIG_RATE,
-    "--max-retries",
-    "8",
-    "--retry-delay",
-    "0.2",
-    "--json",
+    ...patientFlags(port),
   ]);
 
   await watchProgress(stored, killPoint(2, BIG), client);
@@ -280,16 +287,7 @@ Deno.test("get carries on when the server is killed with SIGKILL and restarted",
     "big.bin",
     "--out",
     out,
-    ...HOST,
-    "--port",
-    String(port),
-    "--limit-rate",
-    BIG_RATE,
-    "--max-retries",
-    "8",
-    "--retry-delay",
-    "0.2",
-    "--json",
+    ...patientFlags(port),
   ]);
 
   await watchProgress(out, killPoint(4, BIG), client);

@@ -6,7 +6,8 @@
  * ftv `send`, `get` and the seed round trip (`client`) with server and client
  * as separate processes; the same with the sender simulating a 5 % error
  * rate; 16 clients sending at once; `send --compress none` beside the default
- * `auto`; `send` of a log-like text file (how much goes on the wire); `send`
+ * `auto`; `send` of 100 MiB of real text (the machine's C headers) and of
+ * log-like text (how much goes on the wire); `send`
  * of a tree of 10,000 small files against `rsync -r` to the same kind of
  * daemon; and socat + `openssl dgst`, an rsync daemon (default and
  * `--checksum-choice=sha1`) and scp (aes128-gcm) against an sshd the bench
@@ -49,9 +50,15 @@ const ERROR_RATE = "0.05";
 const ERROR_RETRIES = "20";
 /** Buffer size socat is given (its default of 8 KiB would handicap it). */
 const SOCAT_BUFFER = 256 * 1024;
-/** Size of the log-like text file of the `send-text` row. */
+/** Size of the text files of the `send-text` and `send-log` rows. */
 const TEXT_SIZE = 100 * MiB;
-/** Seed of the text file's pseudo-random fields, so every bench sends the same text. */
+/**
+ * Where the `send-text` row finds real text: the C headers that every
+ * Debian or Ubuntu machine with a compiler has. Without them the row sends
+ * the log-like text instead, and says so.
+ */
+const TEXT_ROOT = "/usr/include";
+/** Seed of the log text's pseudo-random fields, so every bench sends the same text. */
 const TEXT_SEED = 20250101;
 /** The tree rows' tree: this many folders of this many files of this size. */
 const TREE_DIRS = 100;
@@ -78,9 +85,9 @@ const USAGE = `Usage: deno task bench [options]
   --json               print one JSON object instead of the table
   --clients N          clients in the concurrent row (default: 16)
   --client-size SIZE   bytes each concurrent client sends (default: 64MiB)
-  --only IDS           comma-separated rows: send,send-none,send-text,get,send-tls,
-                       client,send-err,get-err,clients,tree,socat,rsync,
-                       rsync-sha1,rsync-tree,scp (default: all)
+  --only IDS           comma-separated rows: send,send-none,send-text,send-log,
+                       get,send-tls,client,send-err,get-err,clients,tree,
+                       socat,rsync,rsync-sha1,rsync-tree,scp (default: all)
   --rss-size SIZE      instead of the benchmark, measure each side's peak RSS
                        while moving one file of SIZE (e.g. 4GiB)
   --dir DIR            where to put temporary files (default: system temp)
@@ -91,6 +98,7 @@ const ROW_IDS = [
   "send",
   "send-none",
   "send-text",
+  "send-log",
   "get",
   "send-tls",
   "client",
@@ -630,6 +638,54 @@ function* logTextPieces(bytes: number): Generator<Uint8Array> {
   }
 }
 
+/**
+ * The text files under `root` (no NUL byte in their first 4 KiB), sorted by
+ * path so every bench on a machine sends the same text; none when `root`
+ * cannot be read.
+ */
+function textFiles(root: string): string[] {
+  const found: string[] = [];
+  const walk = (dir: string) => {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(dir)];
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      const path = `${dir}/${entry.name}`;
+      if (entry.isDirectory) walk(path);
+      else if (entry.isFile && isText(path)) found.push(path);
+    }
+  };
+  walk(root);
+  return found.sort();
+}
+
+function isText(path: string): boolean {
+  try {
+    using file = Deno.openSync(path);
+    const head = new Uint8Array(4096);
+    const got = file.readSync(head) ?? 0;
+    return got > 0 && !head.subarray(0, got).includes(0);
+  } catch {
+    return false;
+  }
+}
+
+/** `bytes` of the `files` one after the other, from the first again when they run out. */
+function* concatenatedPieces(
+  files: string[],
+  bytes: number,
+): Generator<Uint8Array> {
+  for (let left = bytes, index = 0; left > 0; index++) {
+    const piece = Deno.readFileSync(files[index % files.length]!)
+      .subarray(0, left);
+    left -= piece.length;
+    yield piece;
+  }
+}
+
 /** SHA-256 (hex) of a file, as `sha256sum` prints it. */
 async function sha256File(path: string): Promise<string> {
   using file = await Deno.open(path, { read: true });
@@ -647,6 +703,11 @@ interface Source {
   path: string;
   size: number;
   sha256: string;
+}
+
+/** The `send-text` row's file, and what text it holds. */
+interface TextSource extends Source {
+  kind: string;
 }
 
 async function makeSource(
@@ -1099,8 +1160,9 @@ interface Context {
   work: string;
   source: Source;
   small?: Source;
-  /** The `send-text` row's file and the tree rows' folder, when wanted. */
-  text?: Source;
+  /** The `send-text` and `send-log` rows' files and the tree rows' folder, when wanted. */
+  text?: TextSource;
+  log?: Source;
   tree?: TreeSource;
   /** Generous per-command timeout for a transfer of `bytes`. */
   timeout(bytes: number): number;
@@ -1253,9 +1315,17 @@ async function ftvRows(ctx: Context): Promise<Row[]> {
   if (want("send-text")) {
     rows.push(sendRow(
       "send-text",
-      `ftv send, ${formatBytes(ctx.text!.size)} log text`,
+      `ftv send, ${formatBytes(ctx.text!.size)} ${ctx.text!.kind}`,
       [],
-      fileLoad(ctx.text!, "log.txt", "text"),
+      fileLoad(ctx.text!, "text.txt", "text"),
+    ));
+  }
+  if (want("send-log")) {
+    rows.push(sendRow(
+      "send-log",
+      `ftv send, ${formatBytes(ctx.log!.size)} log text`,
+      [],
+      fileLoad(ctx.log!, "log.txt", "text"),
     ));
   }
   if (want("get")) rows.push(getRow("get", "ftv get", [], []));
@@ -1971,10 +2041,12 @@ function ratios(summaries: Summary[]) {
     text: `<= ${TARGET.treeVsRsync}x`,
     met: (value) => value <= TARGET.treeVsRsync,
   });
-  const text = summaries.find((s) =>
-    s.id === "send-text" && s.wireShare !== undefined
-  );
-  if (text) {
+  for (
+    const text of summaries.filter((s) =>
+      (s.id === "send-text" || s.id === "send-log") &&
+      s.wireShare !== undefined
+    )
+  ) {
     extra.push({
       label: `${text.label}, wire bytes / bytes`,
       value: text.wireShare!,
@@ -2167,7 +2239,9 @@ async function bench(options: Options, work: string): Promise<void> {
   }
   try {
     for (let i = 0; i < options.runs; i++) {
-      for (const row of rows) {
+      // Every other run goes backwards, so no row always follows the same
+      // one: what a row leaves behind (page cache, freed memory) skews the next.
+      for (const row of i % 2 ? rows.toReversed() : rows) {
         if (row.skipped) continue;
         log(`Run ${i + 1}/${options.runs}: ${row.label}`);
         try {
@@ -2194,7 +2268,7 @@ async function bench(options: Options, work: string): Promise<void> {
   const header = [
     `ftv bench: ${
       formatBytes(options.size)
-    } file, ${options.runs} run(s) alternating, ${navigator.hardwareConcurrency} CPUs, deno ${Deno.version.deno}, loopback ${HOST}`,
+    } file, ${options.runs} run(s) alternating (odd runs in reverse order), ${navigator.hardwareConcurrency} CPUs, deno ${Deno.version.deno}, loopback ${HOST}`,
     `${await describeFtv()}; receivers ${
       options.noFsync ? "run with --no-fsync" : "fsync every copy (default)"
     }`,
@@ -2237,12 +2311,22 @@ async function makeOtherLoads(
 ): Promise<void> {
   const want = (...ids: string[]) => ids.some((id) => ctx.options.only.has(id));
   if (want("send-text")) {
+    const files = textFiles(TEXT_ROOT);
+    const kind = files.length
+      ? `of ${TEXT_ROOT} text`
+      : `log text (no text in ${TEXT_ROOT})`;
+    log(`Writing a ${formatBytes(TEXT_SIZE)} file ${kind}...`);
+    const pieces = files.length
+      ? (bytes: number) => concatenatedPieces(files, bytes)
+      : logTextPieces;
+    ctx.text = {
+      ...await makeSource(`${ctx.work}/text.txt`, TEXT_SIZE, pieces),
+      kind,
+    };
+  }
+  if (want("send-log")) {
     log(`Writing a ${formatBytes(TEXT_SIZE)} log-like text file...`);
-    ctx.text = await makeSource(
-      `${ctx.work}/log.txt`,
-      TEXT_SIZE,
-      logTextPieces,
-    );
+    ctx.log = await makeSource(`${ctx.work}/log.txt`, TEXT_SIZE, logTextPieces);
   }
   if (want("tree", "rsync-tree")) {
     log(`Writing a ${treeText()}...`);

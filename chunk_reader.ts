@@ -7,7 +7,12 @@
 
 import { crc32 } from "node:zlib";
 import { chunkCount, chunkLength } from "./chunk_store.ts";
-import { allocDataFrame, DATA_FRAME_OVERHEAD } from "./protocol.ts";
+import { chunkSizeFor, type CompressionMode } from "./compression.ts";
+import {
+  allocDataFrame,
+  DATA_FRAME_OVERHEAD,
+  MAX_CHUNK_BYTES,
+} from "./protocol.ts";
 import { TransferError } from "./transfer.ts";
 
 /**
@@ -15,6 +20,37 @@ import { TransferError } from "./transfer.ts";
  * a fresh 1 MiB buffer per chunk saves the kernel mapping and zeroing memory.
  */
 export const RING_FRAMES = 3;
+
+/** Bytes read from the start of a file to judge how well it compresses. */
+const SAMPLE_BYTES = 64 * 1024;
+
+/**
+ * The chunk size to send `file` (of `size` bytes) with: `chunkSize`, larger
+ * when compressing pays (see {@linkcode chunkSizeFor}). A file that fits in
+ * one chunk is not read. Leaves the file's position at its start.
+ */
+export async function chunkSizeOf(
+  file: Deno.FsFile,
+  size: number,
+  mode: CompressionMode,
+  chunkSize: number,
+): Promise<number> {
+  if (mode === "none" || size <= chunkSize) return chunkSize;
+  const sample = new Uint8Array(Math.min(size, SAMPLE_BYTES));
+  let filled = 0;
+  while (filled < sample.length) {
+    const got = await file.read(sample.subarray(filled));
+    if (got === null) break;
+    filled += got;
+  }
+  await file.seek(0, Deno.SeekMode.Start);
+  return chunkSizeFor(
+    sample.subarray(0, filled),
+    mode,
+    chunkSize,
+    MAX_CHUNK_BYTES,
+  );
+}
 
 /** Reads chunks of a file straight into data frames. */
 export class ChunkReader {

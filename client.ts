@@ -6,6 +6,7 @@
  * @module
  */
 
+import { chunkSizeOf } from "./chunk_reader.ts";
 import { chunkCount, ChunkStore } from "./chunk_store.ts";
 import { AuthenticationError, proofFor } from "./auth.ts";
 import type { CompressionMode } from "./compression.ts";
@@ -202,11 +203,18 @@ export class FtvClient implements Disposable {
     const info = await file.stat();
     if (!info.isFile) throw new TypeError(`Cannot send ${path}: not a file`);
     const name = options.as ?? basename(path);
+    const compression = options.compress ?? "auto";
+    const chunkSize = await chunkSizeOf(
+      file,
+      info.size,
+      compression,
+      this.chunkSize,
+    );
     await this.#fc.send({
       type: "put",
       name,
       size: info.size,
-      chunkSize: this.chunkSize,
+      chunkSize,
       mtimeMs: info.mtime?.getTime() ?? 0,
       maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
       ...(options.knownSha256 ? { sha256: options.knownSha256 } : {}),
@@ -214,13 +222,13 @@ export class FtvClient implements Disposable {
     });
     this.log.info(
       `Uploading ${path} as ${name} (${info.size} bytes, ${
-        chunkCount(info.size, this.chunkSize)
+        chunkCount(info.size, chunkSize)
       } chunks)`,
     );
     const stats = await sendChunks(this.#fc, file, {
-      compression: options.compress ?? "auto",
+      compression,
       size: info.size,
-      chunkSize: this.chunkSize,
+      chunkSize,
       ...this.#pacing(options, name, info.size),
       ...(options.knownSha256 ? { knownSha256: options.knownSha256 } : {}),
       ...(options.simulator ? { simulator: options.simulator } : {}),

@@ -91,6 +91,34 @@ export class ChunkCompressor {
   }
 }
 
+/** How many times larger chunks are for data that compresses well. */
+export const COMPRESSIBLE_CHUNK_FACTOR = 4;
+/** A sample must shrink to this share of its size for chunks to grow. */
+const COMPRESSIBLE_RATIO = 0.5;
+
+/**
+ * The chunk size for a file that starts with `sample`: `chunkSize`, or
+ * {@linkcode COMPRESSIBLE_CHUNK_FACTOR} times it (at most `maxChunkSize`)
+ * when the file will be compressed and the sample shrinks to half or less.
+ * Each chunk is compressed on its own, and zstd finds far more repeats in a
+ * large chunk, while a compressed chunk still takes few bytes on the wire.
+ */
+export function chunkSizeFor(
+  sample: Uint8Array,
+  mode: CompressionMode,
+  chunkSize: number,
+  maxChunkSize: number,
+): number {
+  if (mode === "none" || sample.length === 0) return chunkSize;
+  const shrunk = zstd(sample).length <= sample.length * COMPRESSIBLE_RATIO;
+  return shrunk
+    ? Math.max(
+      chunkSize,
+      Math.min(maxChunkSize, chunkSize * COMPRESSIBLE_CHUNK_FACTOR),
+    )
+    : chunkSize;
+}
+
 function zstd(bytes: Uint8Array): Uint8Array {
   return zstdCompressSync(bytes, {
     params: { [constants.ZSTD_c_compressionLevel]: 3 },

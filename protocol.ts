@@ -87,6 +87,7 @@ export type ControlMessage =
     type: "hello";
     version: number;
     agent: string;
+    /** Server only: the chunk size clients should use (they may use four times it for compressible files). */
     chunkSize?: number;
     /** Server only: answer with `auth` before any request. */
     challenge?: string;
@@ -288,27 +289,32 @@ const POOLED_BODY_BYTES = 64 * 1024;
  */
 export class BufferPool {
   #free: ArrayBuffer[] = [];
-  #max: number;
+  #freeBytes = 0;
+  #maxBytes: number;
 
-  /** A pool keeping at most `max` idle buffers. */
-  constructor(max = 16) {
-    this.#max = max;
+  /** A pool keeping at most `maxBytes` in idle buffers. */
+  constructor(maxBytes = 16 * 1024 * 1024) {
+    this.#maxBytes = maxBytes;
   }
 
   /** A buffer of exactly `n` bytes, recycled when one is free. */
   take(n: number): Uint8Array {
     const index = this.#free.findIndex((buffer) => buffer.byteLength >= n);
-    const buffer = index >= 0
-      ? this.#free.splice(index, 1)[0]!
-      : new ArrayBuffer(n);
+    if (index < 0) return new Uint8Array(n);
+    const buffer = this.#free.splice(index, 1)[0]!;
+    this.#freeBytes -= buffer.byteLength;
     return new Uint8Array(buffer, 0, n);
   }
 
   /** Gives back a buffer from {@linkcode take} (or any view of it); it must not be used again. */
   give(view: Uint8Array): void {
     const buffer = view.buffer as ArrayBuffer;
-    if (this.#free.length < this.#max && !this.#free.includes(buffer)) {
+    if (
+      this.#freeBytes + buffer.byteLength <= this.#maxBytes &&
+      !this.#free.includes(buffer)
+    ) {
       this.#free.push(buffer);
+      this.#freeBytes += buffer.byteLength;
     }
   }
 }

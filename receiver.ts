@@ -45,8 +45,11 @@ export interface ReceiveChunksOptions {
 /** Most chunks whose checksums one `sums` message may carry. */
 export const MAX_SUMS_CHUNKS = 512 * 1024;
 
-/** Writes still queued before the receiver stops reading the socket. */
-const MAX_PENDING_WRITES = 8;
+/**
+ * Bytes of chunk writes still queued before the receiver stops reading the
+ * socket (between 2 and 64 writes, whatever the chunk size).
+ */
+const MAX_PENDING_WRITE_BYTES = 16 * 1024 * 1024;
 
 /**
  * Receives chunks into `store` until the file is verified and finalised:
@@ -67,6 +70,10 @@ export async function receiveChunks(
   const counted = ChunkBitmap.fromBase64(store.have.toBase64(), store.count);
   options.onProgress?.(held, 0);
   const pending: Promise<void>[] = [];
+  const maxPending = Math.min(
+    64,
+    Math.max(2, Math.floor(MAX_PENDING_WRITE_BYTES / chunkSize)),
+  );
   let round = 0;
   let retransmitted = 0;
   for (;;) {
@@ -126,7 +133,7 @@ export async function receiveChunks(
       }
       written.catch(() => undefined);
       pending.push(written);
-      if (pending.length > MAX_PENDING_WRITES) await pending.shift();
+      if (pending.length > maxPending) await pending.shift();
       continue;
     }
     const message = frame.message;

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { chunkSizeOf } from "./chunk_reader.ts";
 import {
   AuthThrottle,
   isLoopback,
@@ -693,13 +694,20 @@ class Server implements FtvServer {
     }
     using file = await Deno.open(catalog.pathOf(get.name), { read: true });
     const transferId = this.#nextTransferId++;
-    const count = chunkCount(entry.size, chunkSize);
+    const compression = compressionOf(get.compress);
+    const fileChunkSize = await chunkSizeOf(
+      file,
+      entry.size,
+      compression,
+      chunkSize,
+    );
+    const count = chunkCount(entry.size, fileChunkSize);
     await fc.send({
       type: "offer",
       transferId,
       name: entry.name,
       size: entry.size,
-      chunkSize,
+      chunkSize: fileChunkSize,
       sha256: entry.sha256,
       mtimeMs: entry.mtimeMs,
       ...(entry.mode === undefined ? {} : { mode: entry.mode }),
@@ -709,9 +717,9 @@ class Server implements FtvServer {
       const stats = await sendChunks(fc, file, {
         transferId,
         size: entry.size,
-        chunkSize,
+        chunkSize: fileChunkSize,
         sha256: entry.sha256,
-        compression: compressionOf(get.compress),
+        compression,
         simulator,
         maxRounds: MAX_SERVER_ROUNDS,
         log,

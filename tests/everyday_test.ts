@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { gzipSync, zstdCompressSync } from "node:zlib";
 import {
   ChunkCompressor,
+  chunkSizeFor,
   COMPRESSION_FLAG,
   decodeChunk,
 } from "../compression.ts";
@@ -292,6 +293,8 @@ Deno.test("send and get compress log text and never expand random data", async (
   await t.step("auto (the default) shrinks log text below 15%", async () => {
     const json = resultOf(await runCli(["send", text, ...connect]));
     assert.equal(json.bytes, textSize);
+    // Text that compresses travels in 4 MiB chunks: more for zstd to match.
+    assert.equal(json.chunks, Math.ceil(textSize / (4 * MiB)));
     assert.ok(
       (json.wireBytes as number) < textSize * 0.15,
       `${json.wireBytes} bytes on the wire for ${textSize}`,
@@ -307,6 +310,7 @@ Deno.test("send and get compress log text and never expand random data", async (
       await runCli(["send", file, ...connect, "--compress", "auto"]),
     );
     assert.equal(json.bytes, size);
+    assert.equal(json.chunks, size / MiB, "random data keeps 1 MiB chunks");
     const wire = json.wireBytes as number;
     assert.ok(wire >= size && wire <= size * 1.01, `${wire} for ${size}`);
     assert.equal(
@@ -350,6 +354,7 @@ Deno.test("send and get compress log text and never expand random data", async (
       );
       assert.ok(await sameBytes(text, out), "the copy differs");
       assert.equal(json.sha256, textSha);
+      assert.equal(json.chunks, Math.ceil(textSize / (4 * MiB)));
       assert.ok(
         (json.wireBytes as number) < textSize * 0.15,
         `${json.wireBytes} bytes on the wire for ${textSize}`,
@@ -360,6 +365,22 @@ Deno.test("send and get compress log text and never expand random data", async (
 
 // ---------------------------------------------------------------------------
 // compression.ts
+
+Deno.test({
+  name:
+    "chunkSizeFor() grows chunks only for data that will be compressed and shrinks",
+  permissions: "none",
+  fn() {
+    const text = compressible(64 * 1024);
+    const noise = random(64 * 1024);
+    assert.equal(chunkSizeFor(text, "auto", MiB, 16 * MiB), 4 * MiB);
+    assert.equal(chunkSizeFor(text, "gzip", MiB, 16 * MiB), 4 * MiB);
+    assert.equal(chunkSizeFor(text, "none", MiB, 16 * MiB), MiB);
+    assert.equal(chunkSizeFor(noise, "auto", MiB, 16 * MiB), MiB);
+    assert.equal(chunkSizeFor(text, "zstd", 8 * MiB, 16 * MiB), 16 * MiB);
+    assert.equal(chunkSizeFor(new Uint8Array(0), "auto", MiB, 16 * MiB), MiB);
+  },
+});
 
 Deno.test({
   name: "decodeChunk() round-trips what ChunkCompressor encodes",

@@ -62,6 +62,7 @@ export class ChunkReader {
   #position = 0;
   #ring: Uint8Array[] = [];
   #nextSlot = 0;
+  #apart: Uint8Array | undefined;
 
   /** A reader of `file`, `size` bytes in chunks of `chunkSize`. */
   constructor(file: Deno.FsFile, size: number, chunkSize: number) {
@@ -77,9 +78,26 @@ export class ChunkReader {
    * valid until that many more have been read, which covers one being sent
    * while the next is read ahead.
    */
-  async frame(seq: number): Promise<Uint8Array> {
+  frame(seq: number): Promise<Uint8Array> {
     const length = chunkLength(seq, this.#size, this.#chunkSize);
-    const frame = this.#slot(Math.max(0, length));
+    return this.#read(seq, this.#slot(Math.max(0, length)));
+  }
+
+  /**
+   * Chunk `seq` as a data frame in a buffer of its own, outside the ring, so
+   * it leaves the frames of {@linkcode frame} alone; valid until the next
+   * call. Must not overlap another read.
+   */
+  frameApart(seq: number): Promise<Uint8Array> {
+    const length = chunkLength(seq, this.#size, this.#chunkSize);
+    this.#apart ??= allocDataFrame(this.#chunkSize);
+    return this.#read(
+      seq,
+      this.#apart.subarray(0, DATA_FRAME_OVERHEAD + Math.max(0, length)),
+    );
+  }
+
+  async #read(seq: number, frame: Uint8Array): Promise<Uint8Array> {
     const offset = seq * this.#chunkSize;
     if (this.#position !== offset) {
       await this.#file.seek(offset, Deno.SeekMode.Start);

@@ -79,6 +79,13 @@ interface SavedState {
 
 const STATE_VERSION = 1;
 
+/**
+ * Most bytes of chunks kept in memory while an earlier chunk is missing, so
+ * they are hashed without being read back once it arrives. Bounded, so
+ * memory stays flat; chunks past it are read back from the part file.
+ */
+export const MAX_AHEAD_BYTES = 16 * 1024 * 1024;
+
 /** A file being received, chunk by chunk, resumable across runs. */
 export class ChunkStore {
   /** The final path; nothing is written there before {@linkcode finalize}. */
@@ -103,6 +110,17 @@ export class ChunkStore {
   #failure: unknown;
   #hash: Hash = createHash("sha256");
   #nextToHash = 0;
+  /** Chunks written ahead of {@linkcode #nextToHash}, kept to hash without reading back. */
+  #ahead = new Map<
+    number,
+    {
+      payload: Uint8Array;
+      release: ((payload: Uint8Array) => void) | undefined;
+    }
+  >();
+  #aheadBytes = 0;
+  /** The buffer chunks are read back into for hashing. */
+  #scratch: Uint8Array | undefined;
   #checkpointMs: number;
   #fsync: boolean;
   #attributes: ChunkStoreOptions["attributes"];
@@ -233,9 +251,15 @@ export class ChunkStore {
   /**
    * Queues a verified chunk for writing; resolves once it is written and
    * marked. Chunks already held are ignored, so a duplicate can never
-   * overwrite good bytes.
+   * overwrite good bytes. `release` is told when the store is done with
+   * `payload`: at once after writing, or, for a chunk that arrived ahead of
+   * one still missing, once it is hashed from memory.
    */
-  accept(seq: number, payload: Uint8Array): Promise<void> {
+  accept(
+    seq: number,
+    payload: Uint8Array,
+    release?: (payload: Uint8Array) => void,
+  ): Promise<void> {
     if (payload.length !== this.#length(seq)) {
       throw new RangeError(
         `Cannot accept chunk ${seq}: ${payload.length} bytes, expected ${
@@ -244,16 +268,49 @@ export class ChunkStore {
       );
     }
     return this.#enqueue(async () => {
-      if (this.have.has(seq)) return;
-      await this.#writeAt(seq * this.manifest.chunkSize, payload);
+      if (this.have.has(seq)) {
+        release?.(payload);
+        return;
+      }
+      try {
+        await this.#writeAt(seq * this.manifest.chunkSize, payload);
+      } catch (error) {
+        release?.(payload);
+        throw error;
+      }
       this.have.add(seq);
       if (seq === this.#nextToHash) {
         this.#hash.update(payload);
         this.#nextToHash++;
+        release?.(payload);
+      } else if (!this.#holdAhead(seq, payload, release)) {
+        release?.(payload);
       }
       await this.#hashHeldChunks();
       this.#checkpointInBackgroundWhenDue();
     });
+  }
+
+  /**
+   * Keeps a chunk that arrived ahead of the next one to hash, while the
+   * bytes so kept stay under {@linkcode MAX_AHEAD_BYTES}; false when full.
+   */
+  #holdAhead(
+    seq: number,
+    payload: Uint8Array,
+    release: ((payload: Uint8Array) => void) | undefined,
+  ): boolean {
+    if (this.#aheadBytes + payload.length > MAX_AHEAD_BYTES) return false;
+    this.#ahead.set(seq, { payload, release });
+    this.#aheadBytes += payload.length;
+    return true;
+  }
+
+  /** Lets go of every chunk kept ahead (the transfer is over or failed). */
+  #releaseAhead(): void {
+    for (const { payload, release } of this.#ahead.values()) release?.(payload);
+    this.#ahead.clear();
+    this.#aheadBytes = 0;
   }
 
   /**
@@ -346,12 +403,25 @@ export class ChunkStore {
     await this.#background;
   }
 
+  /**
+   * Hashes every held chunk from the next one on: from memory when it was
+   * kept ahead, else read back from the part file into one reused buffer.
+   */
   async #hashHeldChunks(): Promise<void> {
     while (this.#nextToHash < this.count && this.have.has(this.#nextToHash)) {
       const seq = this.#nextToHash;
-      const bytes = new Uint8Array(this.#length(seq));
-      await this.#readAt(seq * this.manifest.chunkSize, bytes);
-      this.#hash.update(bytes);
+      const kept = this.#ahead.get(seq);
+      if (kept) {
+        this.#hash.update(kept.payload);
+        this.#ahead.delete(seq);
+        this.#aheadBytes -= kept.payload.length;
+        kept.release?.(kept.payload);
+      } else {
+        this.#scratch ??= new Uint8Array(this.manifest.chunkSize);
+        const bytes = this.#scratch.subarray(0, this.#length(seq));
+        await this.#readAt(seq * this.manifest.chunkSize, bytes);
+        this.#hash.update(bytes);
+      }
       this.#nextToHash++;
     }
   }
@@ -407,6 +477,7 @@ export class ChunkStore {
   }
 
   #close(): void {
+    this.#releaseAhead();
     if (this.#closed) return;
     this.#closed = true;
     this.#file.close();

@@ -219,6 +219,7 @@ export class FtvClient implements Disposable {
       maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
       ...(options.knownSha256 ? { sha256: options.knownSha256 } : {}),
       ...(info.mode === null ? {} : { mode: info.mode & 0o777 }),
+      earlyNack: true,
     });
     this.log.info(
       `Uploading ${path} as ${name} (${info.size} bytes, ${
@@ -272,6 +273,7 @@ export class FtvClient implements Disposable {
         ...this.#pacing(options, name, offer.size),
         transferId: offer.transferId,
         maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
+        earlyNack: offer.earlyNack === true,
         ...(options.expectSha256 === undefined
           ? {}
           : { expectedSha256: options.expectSha256 }),

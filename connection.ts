@@ -46,6 +46,12 @@ export interface FramedConnectionOptions {
   idleTimeoutMs?: number;
 }
 
+/** Options for {@linkcode FramedConnection.next}. */
+export interface NextOptions {
+  /** Give up after {@linkcode FramedConnection.idleTimeoutMs} without data. @default true */
+  idleTimeout?: boolean;
+}
+
 /** Frames over one socket. */
 export class FramedConnection {
   readonly conn: Deno.Conn;
@@ -112,19 +118,32 @@ export class FramedConnection {
     return this.#reader.hasFrame;
   }
 
-  /** Next frame, or `null` when the peer closed cleanly between frames. */
-  async next(): Promise<Frame | null> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let timedOut = false;
+  /**
+   * Next frame, or `null` when the peer closed cleanly between frames. With
+   * `idleTimeout: false` the read may wait forever: for a peer that speaks
+   * only when something goes wrong (see {@linkcode withIdleTimeout}).
+   */
+  next(options: NextOptions = {}): Promise<Frame | null> {
     // A frame already buffered needs no timer: arming one per frame costs more than the frame.
-    if (this.idleTimeoutMs > 0 && !this.#reader.hasFrame) {
-      timer = setTimeout(() => {
-        timedOut = true;
-        this.close();
-      }, this.idleTimeoutMs);
-    }
+    const timed = options.idleTimeout !== false && !this.#reader.hasFrame;
+    const read = this.#reader.next();
+    return timed ? this.withIdleTimeout(read) : this.#translated(read);
+  }
+
+  /**
+   * Awaits `read`, a read of this connection (perhaps started earlier
+   * without the idle timeout), closing the connection if the peer sends
+   * nothing for {@linkcode idleTimeoutMs}.
+   */
+  async withIdleTimeout<T>(read: Promise<T>): Promise<T> {
+    if (this.idleTimeoutMs <= 0) return await this.#translated(read);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      this.close();
+    }, this.idleTimeoutMs);
     try {
-      return await this.#reader.next();
+      return await read;
     } catch (error) {
       if (timedOut) {
         throw new ConnectionError(
@@ -137,9 +156,17 @@ export class FramedConnection {
     }
   }
 
+  async #translated<T>(read: Promise<T>): Promise<T> {
+    try {
+      return await read;
+    } catch (error) {
+      throw translate(error, `read from ${this.#peerSafe()}`);
+    }
+  }
+
   /** Next control message; data frames arriving here are a protocol error. */
-  async nextControl(): Promise<ControlMessage> {
-    const frame = await this.next();
+  async nextControl(options: NextOptions = {}): Promise<ControlMessage> {
+    const frame = await this.next(options);
     if (frame === null) {
       throw new ConnectionError(
         `Cannot read from ${this.#peerSafe()}: connection closed by peer`,

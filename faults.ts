@@ -1,6 +1,7 @@
 /**
  * The seed's error simulation on the sending side: chunks are shuffled
- * (out-of-order delivery), skipped (packet loss) or bit-flipped (corruption)
+ * (out-of-order delivery, within windows of {@linkcode REORDER_WINDOW} chunks
+ * as a network reorders), skipped (packet loss) or bit-flipped (corruption)
  * with a given probability, reproducibly with a seed.
  *
  * @module
@@ -8,6 +9,14 @@
 
 import type { Logger } from "./log.ts";
 import { Rng } from "./rng.ts";
+
+/**
+ * Chunks shuffled together: each window of this many consecutive chunks goes
+ * out in a random order, so a chunk arrives at most this many places from
+ * its own. A network reorders locally; a file of the seed's size fits in one
+ * window, so it is shuffled whole as the seed did.
+ */
+export const REORDER_WINDOW = 8;
 
 /** What happens to one chunk on its way out. */
 export type ChunkFate = "deliver" | "lose" | "corrupt";
@@ -42,9 +51,15 @@ export class ErrorSimulator {
     this.#log = options.log;
   }
 
-  /** Shuffles the order chunks are sent in. */
-  order(seqs: number[]): number[] {
-    return this.#rng.shuffle([...seqs]);
+  /** Shuffles the order chunks are sent in, within windows of {@linkcode REORDER_WINDOW}. */
+  order(seqs: readonly number[]): number[] {
+    const order: number[] = [];
+    for (let start = 0; start < seqs.length; start += REORDER_WINDOW) {
+      order.push(
+        ...this.#rng.shuffle(seqs.slice(start, start + REORDER_WINDOW)),
+      );
+    }
+    return order;
   }
 
   /** Draws the fate of chunk `seq` and logs any damage. */

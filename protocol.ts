@@ -116,6 +116,8 @@ export type ControlMessage =
     eager?: boolean;
     /** The client-chosen id of an eager put's data frames and replies. */
     transferId?: number;
+    /** The sender serves an early `nack` (round 0) during its first round. */
+    earlyNack?: boolean;
   }
   | {
     type: "get";
@@ -134,11 +136,25 @@ export type ControlMessage =
     mtimeMs: number;
     /** Permission bits of the stored file. */
     mode?: number;
+    /** The sender serves an early `nack` (round 0) during its first round. */
+    earlyNack?: boolean;
   }
   | { type: "ready"; transferId: number; have: string; verifyPart?: boolean }
   | { type: "sums"; transferId: number; crc32: string }
   | { type: "done"; transferId: number; sha256: string }
-  | { type: "nack"; transferId: number; seqs: number[]; round: number }
+  | {
+    /**
+     * Chunks the receiver still misses. In answer to `done`, `round` counts
+     * repair rounds from 1. During the first round, when the sender said
+     * `earlyNack`, round 0 asks for overdue chunks at once: the sender sends
+     * them (one copy each, each chunk at most once) between later chunks,
+     * and ignores one that reaches it after its `done`.
+     */
+    type: "nack";
+    transferId: number;
+    seqs: number[];
+    round: number;
+  }
   | {
     type: "verified";
     transferId: number;
@@ -521,8 +537,9 @@ const OPTIONAL_FIELDS: { [T in ControlType]?: Record<string, FieldKind> } = {
     mode: "number",
     eager: "boolean",
     transferId: "number",
+    earlyNack: "boolean",
   },
-  offer: { mode: "number" },
+  offer: { mode: "number", earlyNack: "boolean" },
   ready: { verifyPart: "boolean" },
   verified: { held: "boolean" },
   list: { prefix: "string", offset: "number" },

@@ -22,6 +22,7 @@ import type { RateLimiter } from "./rate_limit.ts";
 import {
   decodeChecksums,
   formatSeqs,
+  OVERDUE_DISTANCE,
   TransferError,
   type TransferStats,
 } from "./transfer.ts";
@@ -37,6 +38,12 @@ export interface ReceiveChunksOptions {
   limiter?: RateLimiter;
   /** Told how many chunks are already held, once the sender knows. */
   onReady?: (heldChunks: number) => void;
+  /**
+   * The sender serves a `nack` with round 0 during its first round: a chunk
+   * overdue by {@linkcode OVERDUE_DISTANCE} places is asked for at once, so
+   * its repair arrives while later chunks still stream. @default false
+   */
+  earlyNack?: boolean;
   /** Told the bytes held so far and the chunk frames received in repair rounds. */
   onProgress?: (bytes: number, retransmittedChunks: number) => void;
   log?: Logger;
@@ -74,6 +81,11 @@ export async function receiveChunks(
     64,
     Math.max(2, Math.floor(MAX_PENDING_WRITE_BYTES / chunkSize)),
   );
+  // The store gives a payload back once it is written and hashed.
+  const recycle = (payload: Uint8Array) => fc.pool.give(payload);
+  const overdue = options.earlyNack
+    ? new OverdueChunks(store.count)
+    : undefined;
   let round = 0;
   let retransmitted = 0;
   for (;;) {
@@ -121,15 +133,23 @@ export async function receiveChunks(
         continue;
       }
       if (bytes !== frame.payload) fc.pool.give(frame.payload);
-      const written = store.accept(frame.seq, bytes);
-      if (bytes === frame.payload) {
-        // The store is done with the bytes once they are written and hashed.
-        written.then(() => fc.pool.give(frame.payload), () => undefined);
-      }
+      const written = store.accept(
+        frame.seq,
+        bytes,
+        bytes === frame.payload ? recycle : undefined,
+      );
       if (!counted.has(frame.seq)) {
         counted.add(frame.seq);
         held += bytes.length;
         options.onProgress?.(held, retransmitted);
+      }
+      if (overdue && round === 0) {
+        if (overdue.asked(frame.seq)) retransmitted++;
+        const late = overdue.arrived(frame.seq, counted);
+        if (late.length > 0) {
+          log?.info(`Asking again for chunk(s) ${formatSeqs(late)} at once`);
+          await fc.send({ type: "nack", transferId, seqs: late, round: 0 });
+        }
       }
       written.catch(() => undefined);
       pending.push(written);
@@ -198,6 +218,43 @@ export async function receiveChunks(
       resumedChunks: store.resumedChunks,
       resumedBytes: store.resumedBytes,
     };
+  }
+}
+
+/**
+ * Finds chunks overdue in a first round: chunk `seq` is taken as lost once a
+ * chunk {@linkcode OVERDUE_DISTANCE} places after it has arrived without it.
+ * Each chunk is asked for early at most once.
+ */
+class OverdueChunks {
+  #count: number;
+  #highest = -1;
+  /** Chunks below this were looked at already. */
+  #scanned = 0;
+  #asked: ChunkBitmap;
+
+  constructor(count: number) {
+    this.#count = count;
+    this.#asked = new ChunkBitmap(count);
+  }
+
+  /** Whether `seq` was asked for early. */
+  asked(seq: number): boolean {
+    return this.#asked.has(seq);
+  }
+
+  /** Notes that `seq` arrived; returns the chunks now overdue and not in `held`. */
+  arrived(seq: number, held: ChunkBitmap): number[] {
+    if (seq <= this.#highest) return [];
+    this.#highest = seq;
+    const limit = Math.min(seq - OVERDUE_DISTANCE, this.#count - 1);
+    const late: number[] = [];
+    for (; this.#scanned <= limit; this.#scanned++) {
+      if (held.has(this.#scanned)) continue;
+      this.#asked.add(this.#scanned);
+      late.push(this.#scanned);
+    }
+    return late;
   }
 }
 

@@ -7,7 +7,7 @@
  */
 
 import { createHash } from "node:crypto";
-import type { ChunkBitmap } from "./bitmap.ts";
+import { ChunkBitmap } from "./bitmap.ts";
 import { ChunkReader } from "./chunk_reader.ts";
 import { bytesHeld, chunkCount } from "./chunk_store.ts";
 import { ChunkCompressor, type CompressionMode } from "./compression.ts";
@@ -15,6 +15,8 @@ import { type FramedConnection, RemoteError } from "./connection.ts";
 import type { ErrorSimulator } from "./faults.ts";
 import type { Logger } from "./log.ts";
 import {
+  type ControlMessage,
+  type ControlOf,
   DATA_FRAME_OVERHEAD,
   encodeData,
   ProtocolError,
@@ -92,7 +94,8 @@ export async function sendChunks(
   let rounds = 0;
   const maxRounds = options.maxRounds ?? 100;
   for (;;) {
-    const reply = await fc.nextControl();
+    const reply = await sender.inbox.next();
+    if (isEarlyNack(reply, transferId)) continue; // Sent before our `done` arrived: the next nack covers it.
     if (reply.type === "verified" && reply.transferId === transferId) {
       return {
         sha256,
@@ -137,8 +140,14 @@ export async function sendChunks(
 /**
  * A receiver names each missing chunk once and only chunks of the file;
  * anything else would let a tiny `nack` make this side send without bound.
+ * `early` holds the chunks already asked for during the first round: each
+ * may be asked for early only once.
  */
-function checkRepairRequest(seqs: readonly number[], count: number): void {
+function checkRepairRequest(
+  seqs: readonly number[],
+  count: number,
+  early?: ChunkBitmap,
+): void {
   const asked = new Set<number>();
   for (const seq of seqs) {
     if (seq >= count) {
@@ -146,12 +155,63 @@ function checkRepairRequest(seqs: readonly number[], count: number): void {
         `Cannot resend chunk ${seq}: the file has ${count} chunks`,
       );
     }
-    if (asked.has(seq)) {
+    if (asked.has(seq) || early?.has(seq)) {
       throw new ProtocolError(
         `Cannot resend chunk ${seq}: the nack names it more than once`,
       );
     }
     asked.add(seq);
+  }
+  if (early) { for (const seq of seqs) early.add(seq); }
+}
+
+/** A `nack` the receiver sent during the first round (round 0): "send these now". */
+function isEarlyNack(message: ControlMessage, transferId: number): boolean {
+  return message.type === "nack" && message.round === 0 &&
+    message.transferId === transferId;
+}
+
+/**
+ * Control messages from the receiver, read in the background while chunks
+ * go out, so an early `nack` or an `error` is seen mid-round. The read
+ * waits without the idle timeout (a receiver says nothing while all is
+ * well); {@linkcode next} applies it.
+ */
+class Inbox {
+  #fc: FramedConnection;
+  #pending: Promise<ControlMessage> | undefined;
+  #arrived: ControlMessage | undefined;
+
+  constructor(fc: FramedConnection) {
+    this.#fc = fc;
+  }
+
+  /** Starts reading in the background, unless a read is under way. */
+  listen(): void {
+    if (this.#pending) return;
+    const read = this.#fc.nextControl({ idleTimeout: false });
+    this.#pending = read;
+    read.then((message) => {
+      if (this.#pending === read) this.#arrived = message;
+    }, () => undefined);
+  }
+
+  /** A message that has arrived, if any; listening goes on. */
+  poll(): ControlMessage | undefined {
+    const message = this.#arrived;
+    if (message === undefined) return undefined;
+    this.#arrived = undefined;
+    this.#pending = undefined;
+    this.listen();
+    return message;
+  }
+
+  /** The next message, waiting at most the idle timeout for it. */
+  next(): Promise<ControlMessage> {
+    const pending = this.#pending;
+    this.#pending = undefined;
+    this.#arrived = undefined;
+    return pending ? this.#fc.withIdleTimeout(pending) : this.#fc.nextControl();
   }
 }
 
@@ -210,6 +270,10 @@ function alreadyHeld(
 class ChunkSender {
   /** Chunk frames sent in repair rounds. */
   retransmitted = 0;
+  /** Where the receiver's messages arrive. */
+  readonly inbox: Inbox;
+  /** Chunks the receiver asked for during the first round. */
+  #early: ChunkBitmap;
   #fc: FramedConnection;
   #reader: ChunkReader;
   #transferId: number;
@@ -226,6 +290,8 @@ class ChunkSender {
     options: SendChunksOptions,
   ) {
     this.#fc = fc;
+    this.inbox = new Inbox(fc);
+    this.#early = new ChunkBitmap(reader.count);
     this.#reader = reader;
     this.#transferId = transferId;
     this.#simulator = options.simulator;
@@ -249,6 +315,7 @@ class ChunkSender {
   async sendInOrderHashing(have: ChunkBitmap): Promise<string> {
     const hash = createHash("sha256");
     const count = this.#reader.count;
+    this.inbox.listen();
     let next = this.#reader.prefetch(0);
     for (let seq = 0; seq < count; seq++) {
       const frame = await next;
@@ -258,6 +325,7 @@ class ChunkSender {
       if (have.has(seq)) continue;
       await this.#deliver(this.#seal(frame, seq), seq);
       this.progress(payload.length);
+      await this.#serveEarly(next);
     }
     if (count === 0) await next.catch(() => undefined);
     return hash.digest("hex");
@@ -270,6 +338,7 @@ class ChunkSender {
   async send(seqs: readonly number[], round = 0): Promise<void> {
     if (seqs.length === 0) return;
     const copies = round === 0 ? 1 : repairCopies(round);
+    if (round === 0) this.inbox.listen();
     let next = this.#reader.prefetch(seqs[0]!);
     for (let i = 0; i < seqs.length; i++) {
       const seq = seqs[i]!;
@@ -282,11 +351,38 @@ class ChunkSender {
       }
       if (round === 0) {
         this.progress(raw.length - DATA_FRAME_OVERHEAD);
+        await this.#serveEarly(next);
       } else {
         this.retransmitted += written;
         this.#onProgress?.(this.#delivered, this.retransmitted);
       }
     }
+  }
+
+  /**
+   * Sends at once, one copy each, the chunks an early `nack` asks for, once
+   * `reading` (the read ahead) is done, since both read the same file. An
+   * `error` from the receiver ends the round.
+   */
+  async #serveEarly(reading: Promise<unknown>): Promise<void> {
+    const message = this.inbox.poll();
+    if (message === undefined) return;
+    if (message.type === "error") {
+      throw new RemoteError(message.code, message.message);
+    }
+    if (!isEarlyNack(message, this.#transferId)) {
+      throw new ProtocolError(
+        `Cannot continue sending: unexpected "${message.type}" message`,
+      );
+    }
+    const nack = message as ControlOf<"nack">;
+    checkRepairRequest(nack.seqs, this.#reader.count, this.#early);
+    await reading.catch(() => undefined);
+    for (const seq of nack.seqs) {
+      const frame = this.#seal(await this.#reader.frameApart(seq), seq);
+      if (await this.#deliver(frame, seq)) this.retransmitted++;
+    }
+    this.#onProgress?.(this.#delivered, this.retransmitted);
   }
 
   /** Writes a sealed frame, unless the simulator loses or damages it; false when lost. */

@@ -497,6 +497,7 @@ class Server implements FtvServer {
         const stats = await receiveChunks(fc, store, {
           transferId,
           maxRetries: Math.min(put.maxRetries, MAX_SERVER_ROUNDS),
+          earlyNack: put.earlyNack === true,
           log,
         });
         await catalog.record(put.name, stats.sha256);
@@ -711,6 +712,7 @@ class Server implements FtvServer {
       sha256: entry.sha256,
       mtimeMs: entry.mtimeMs,
       ...(entry.mode === undefined ? {} : { mode: entry.mode }),
+      earlyNack: true,
     });
     log.info(`File split into ${count} chunks`);
     try {

@@ -12,6 +12,7 @@
 
 import { Buffer } from "node:buffer";
 import { ChunkBitmap } from "./bitmap.ts";
+import { REORDER_WINDOW } from "./faults.ts";
 import { ProtocolError } from "./protocol.ts";
 
 /** A transfer that ended without a verified file; the message says why. */
@@ -48,6 +49,13 @@ export interface TransferStats {
   /** Bytes in those chunks. */
   resumedBytes: number;
 }
+
+/**
+ * How far behind the newest arrival a missing chunk of a first round must
+ * be before the receiver asks for it early: twice the simulator's
+ * {@linkcode REORDER_WINDOW}, so a chunk that is merely late is not asked for.
+ */
+export const OVERDUE_DISTANCE = 2 * REORDER_WINDOW;
 
 /** Most copies of one chunk sent in a repair round. */
 export const MAX_REPAIR_COPIES = 8;

@@ -606,6 +606,7 @@ async function sendWhole(
     maxRetries: options.maxRetries,
     sha256,
     mode: (info.mode ?? file.mode) & MODE_MASK,
+    earlyNack: true,
   });
   try {
     return await sendChunks(fc, opened, {

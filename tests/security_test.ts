@@ -33,10 +33,12 @@ import {
 import {
   exists,
   hasCommand,
+  HELLO,
   listDir,
   LogCapture,
   nextFrame,
   pollUntil,
+  rawSession,
   readUntilClosed,
   runCli,
   sameBytes,
@@ -51,12 +53,6 @@ import {
 
 const HOST = "127.0.0.1";
 const decoder = new TextDecoder();
-
-const HELLO = encodeControl({
-  type: "hello",
-  version: PROTOCOL_VERSION,
-  agent: "security-test",
-});
 
 /** The fingerprint a `server --tls` child logged. */
 async function loggedFingerprint(server: { log(): string }): Promise<string> {
@@ -79,37 +75,6 @@ function assertErrorFrame(frame: Frame | null | undefined, code: string): void {
   assert.equal(frame.kind, "control");
   assert.equal(frame.message.type, "error", JSON.stringify(frame.message));
   assert.equal((frame.message as { code: string }).code, code);
-}
-
-/** A raw connection that has exchanged hellos. */
-interface Session extends Disposable {
-  conn: Deno.TcpConn;
-  reader: FrameReader;
-  /** Sends `message` and returns the reply. */
-  ask(message: ControlMessage): Promise<Frame | null>;
-}
-
-async function session(port: number): Promise<Session> {
-  const conn = await Deno.connect({ hostname: HOST, port });
-  const reader = new FrameReader(conn);
-  await writeAll(conn, HELLO);
-  const hello = await nextFrame(reader, conn);
-  assert.equal(hello?.kind === "control" && hello.message.type, "hello");
-  return {
-    conn,
-    reader,
-    async ask(message) {
-      await writeAll(conn, encodeControl(message));
-      return await nextFrame(reader, conn);
-    },
-    [Symbol.dispose]() {
-      try {
-        conn.close();
-      } catch {
-        // Closed by a timeout in nextFrame already.
-      }
-    },
-  };
 }
 
 function put(name: string, size: number): ControlMessage {
@@ -387,7 +352,7 @@ Deno.test("serve() refuses every hostile name in put and get and writes nothing 
   const before = await snapshotTree(tmp.path, dir);
   const names = hostileNames(outside);
   assert.ok(names.length >= 20, `only ${names.length} names`);
-  using s = await session(server.addr.port);
+  using s = await rawSession(server.addr.port);
   for (const name of names) {
     await t.step(`${JSON.stringify(name).slice(0, 50)}`, async () => {
       assertErrorFrame(await s.ask(put(name, 5)), "bad_name");
@@ -491,7 +456,7 @@ Deno.test("server --max-file-size and --max-total refuse a put before any data i
   ]);
 
   await t.step("one byte over the file limit gets too_large", async () => {
-    using s = await session(server.port);
+    using s = await rawSession(server.port);
     assertErrorFrame(await s.ask(put("big.bin", 10 * 1024 + 1)), "too_large");
     // A chunk sent anyway is no part of any transfer: the server hangs up.
     await writeAll(s.conn, encodeData(1, 0, new Uint8Array(1024)));
@@ -515,7 +480,7 @@ Deno.test("server --max-file-size and --max-total refuse a put before any data i
     });
     await client.send(file, { as: "one.bin" });
     await client.send(file, { as: "two.bin" });
-    using s = await session(server.port);
+    using s = await rawSession(server.port);
     // 18000 stored + 5000 > 20480, though 5000 is under the file limit.
     assertErrorFrame(await s.ask(put("three.bin", 5000)), "too_large");
     assert.deepEqual(await partFiles(dir), []);
@@ -537,7 +502,7 @@ Deno.test("serve() refuses a nack naming a chunk more than once instead of ampli
     chunkSize: 1024,
     log: logs.logger("FileTransferServer"),
   });
-  using s = await session(server.addr.port);
+  using s = await rawSession(server.addr.port);
   const offer = await s.ask({ type: "get", name: "seed.bin" });
   assert.ok(offer?.kind === "control" && offer.message.type === "offer");
   const { transferId } = offer.message;
@@ -580,7 +545,7 @@ Deno.test("a peer's text cannot forge or hide server log lines", async () => {
     await readUntilClosed(conn);
   }
   {
-    using s = await session(server.addr.port);
+    using s = await rawSession(server.addr.port);
     const ready = await s.ask(put("a.bin", 10));
     assert.equal(ready?.kind === "control" && ready.message.type, "ready");
     await writeAll(
@@ -762,7 +727,7 @@ Deno.test("serve() with 500 connections at once refuses the extra ones busy, lea
 
   // No slot leaked: 63 new sessions and a good client fit in the 64.
   const fresh = await Promise.all(
-    Array.from({ length: 63 }, () => session(port)),
+    Array.from({ length: 63 }, () => rawSession(port)),
   );
   try {
     const good = await verifyGoodClient(port, tmp.path);

@@ -8,7 +8,13 @@
 
 import { createHash } from "node:crypto";
 import { Logger, type LogLevel } from "../log.ts";
-import { type Frame, FrameReader } from "../protocol.ts";
+import {
+  type ControlMessage,
+  encodeControl,
+  type Frame,
+  FrameReader,
+  PROTOCOL_VERSION,
+} from "../protocol.ts";
 import { type FtvServer, serve, type ServeOptions } from "../server.ts";
 
 /** Absolute path of the CLI entry point. */
@@ -476,6 +482,48 @@ export async function writeAll(
   for (let i = 0; i < MAX_READS && written < bytes.length; i++) {
     written += await conn.write(bytes.subarray(written));
   }
+}
+
+/** A `hello` frame, for tests that speak the protocol by hand. */
+export const HELLO: Uint8Array = encodeControl({
+  type: "hello",
+  version: PROTOCOL_VERSION,
+  agent: "raw-test",
+});
+
+/** A raw connection that has exchanged hellos. */
+export interface RawSession extends Disposable {
+  conn: Deno.TcpConn;
+  reader: FrameReader;
+  /** Sends `message` and returns the reply. */
+  ask(message: ControlMessage): Promise<Frame | null>;
+}
+
+/** Connects to 127.0.0.1:`port` and exchanges hellos, frame by frame. */
+export async function rawSession(port: number): Promise<RawSession> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const reader = new FrameReader(conn);
+  await writeAll(conn, HELLO);
+  const hello = await nextFrame(reader, conn);
+  if (hello?.kind !== "control" || hello.message.type !== "hello") {
+    conn.close();
+    throw new Error("Cannot start a raw session: no hello from the server");
+  }
+  return {
+    conn,
+    reader,
+    async ask(message) {
+      await writeAll(conn, encodeControl(message));
+      return await nextFrame(reader, conn);
+    },
+    [Symbol.dispose]() {
+      try {
+        conn.close();
+      } catch {
+        // Closed by a timeout in nextFrame already.
+      }
+    },
+  };
 }
 
 function concat(pieces: Uint8Array[]): Uint8Array {

@@ -28,7 +28,6 @@ import {
   FrameReader,
   MAX_CONTROL_BYTES,
   MAX_FRAME_BYTES,
-  PROTOCOL_VERSION,
 } from "../protocol.ts";
 import {
   exists,

@@ -22,6 +22,7 @@ import type { RateLimiter } from "./rate_limit.ts";
 import {
   decodeChecksums,
   formatSeqs,
+  MAX_EARLY_ASKS,
   OVERDUE_DISTANCE,
   TransferError,
   type TransferStats,
@@ -84,7 +85,7 @@ export async function receiveChunks(
   // The store gives a payload back once it is written and hashed.
   const recycle = (payload: Uint8Array) => fc.pool.give(payload);
   const overdue = options.earlyNack
-    ? new OverdueChunks(store.count)
+    ? new OverdueChunks(store.count, chunkSize)
     : undefined;
   let round = 0;
   let retransmitted = 0;
@@ -144,8 +145,8 @@ export async function receiveChunks(
         options.onProgress?.(held, retransmitted);
       }
       if (overdue && round === 0) {
-        if (overdue.asked(frame.seq)) retransmitted++;
-        const late = overdue.arrived(frame.seq, counted);
+        const { repair, late } = overdue.arrived(frame.seq, counted);
+        if (repair) retransmitted++;
         if (late.length > 0) {
           log?.info(`Asking again for chunk(s) ${formatSeqs(late)} at once`);
           await fc.send({ type: "nack", transferId, seqs: late, round: 0 });
@@ -224,39 +225,77 @@ export async function receiveChunks(
 /**
  * Finds chunks overdue in a first round: chunk `seq` is taken as lost once a
  * chunk {@linkcode OVERDUE_DISTANCE} places after it has arrived without it.
- * Each chunk is asked for early at most once.
+ * A chunk asked for that has still not come after {@linkcode reaskAfter}
+ * more arrivals (its repair was lost too) is asked for again, up to
+ * {@linkcode MAX_EARLY_ASKS} times in all. At most
+ * {@linkcode MAX_OUTSTANDING_ASKS} asks are outstanding: what they miss, the
+ * `nack` after `done` covers.
  */
 class OverdueChunks {
   #count: number;
   #highest = -1;
   /** Chunks below this were looked at already. */
   #scanned = 0;
-  #asked: ChunkBitmap;
+  /** Chunks asked for and not yet arrived, oldest ask first. */
+  #asked = new Map<number, { at: number; asks: number }>();
+  #arrivals = 0;
+  #reaskAfter: number;
 
-  constructor(count: number) {
+  constructor(count: number, chunkSize: number) {
     this.#count = count;
-    this.#asked = new ChunkBitmap(count);
+    this.#reaskAfter = reaskAfter(chunkSize);
   }
 
-  /** Whether `seq` was asked for early. */
-  asked(seq: number): boolean {
-    return this.#asked.has(seq);
-  }
-
-  /** Notes that `seq` arrived; returns the chunks now overdue and not in `held`. */
-  arrived(seq: number, held: ChunkBitmap): number[] {
-    if (seq <= this.#highest) return [];
-    this.#highest = seq;
-    const limit = Math.min(seq - OVERDUE_DISTANCE, this.#count - 1);
-    const late: number[] = [];
-    for (; this.#scanned <= limit; this.#scanned++) {
-      if (held.has(this.#scanned)) continue;
-      this.#asked.add(this.#scanned);
-      late.push(this.#scanned);
+  /**
+   * Notes that chunk `seq` arrived (and is now in `held`): whether it
+   * answered an early ask, and which chunks to ask for now.
+   */
+  arrived(
+    seq: number,
+    held: ChunkBitmap,
+  ): { repair: boolean; late: number[] } {
+    this.#arrivals++;
+    const repair = this.#asked.delete(seq);
+    const late: { seq: number; asks: number }[] = [];
+    for (const [lost, ask] of this.#asked) {
+      if (this.#arrivals - ask.at < this.#reaskAfter) break;
+      this.#asked.delete(lost);
+      if (!held.has(lost) && ask.asks < MAX_EARLY_ASKS) {
+        late.push({ seq: lost, asks: ask.asks + 1 });
+      }
     }
-    return late;
+    if (seq > this.#highest) {
+      this.#highest = seq;
+      const limit = Math.min(seq - OVERDUE_DISTANCE, this.#count - 1);
+      for (; this.#scanned <= limit; this.#scanned++) {
+        if (
+          !held.has(this.#scanned) &&
+          this.#asked.size + late.length < MAX_OUTSTANDING_ASKS
+        ) {
+          late.push({ seq: this.#scanned, asks: 1 });
+        }
+      }
+    }
+    for (const ask of late) {
+      this.#asked.set(ask.seq, { at: this.#arrivals, asks: ask.asks });
+    }
+    return { repair, late: late.map((ask) => ask.seq) };
   }
 }
+
+/** Most chunks asked for early and not yet arrived, which bounds what is tracked. */
+const MAX_OUTSTANDING_ASKS = 256;
+
+/**
+ * Arrivals after which an early repair counts as lost: well past what the
+ * sender can have in flight (socket buffers of a few MiB).
+ */
+function reaskAfter(chunkSize: number): number {
+  return Math.max(4 * OVERDUE_DISTANCE, Math.ceil(REASK_BYTES / chunkSize));
+}
+
+/** Bytes that arrive before an early repair that has not come is asked for again. */
+const REASK_BYTES = 32 * 1024 * 1024;
 
 /** Sends `ready`, first re-verifying a part file whose state was lost. */
 async function announceHeld(

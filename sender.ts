@@ -7,7 +7,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { ChunkBitmap } from "./bitmap.ts";
+import type { ChunkBitmap } from "./bitmap.ts";
 import { ChunkReader } from "./chunk_reader.ts";
 import { bytesHeld, chunkCount } from "./chunk_store.ts";
 import { ChunkCompressor, type CompressionMode } from "./compression.ts";
@@ -26,6 +26,7 @@ import type { RateLimiter } from "./rate_limit.ts";
 import {
   decodeBitmap,
   encodeChecksums,
+  MAX_EARLY_ASKS,
   repairCopies,
   TransferError,
   type TransferStats,
@@ -140,13 +141,13 @@ export async function sendChunks(
 /**
  * A receiver names each missing chunk once and only chunks of the file;
  * anything else would let a tiny `nack` make this side send without bound.
- * `early` holds the chunks already asked for during the first round: each
- * may be asked for early only once.
+ * `early` counts the times each chunk was asked for during the first round:
+ * at most {@linkcode MAX_EARLY_ASKS}.
  */
 function checkRepairRequest(
   seqs: readonly number[],
   count: number,
-  early?: ChunkBitmap,
+  early?: Uint8Array,
 ): void {
   const asked = new Set<number>();
   for (const seq of seqs) {
@@ -155,14 +156,19 @@ function checkRepairRequest(
         `Cannot resend chunk ${seq}: the file has ${count} chunks`,
       );
     }
-    if (asked.has(seq) || early?.has(seq)) {
+    if (asked.has(seq)) {
       throw new ProtocolError(
         `Cannot resend chunk ${seq}: the nack names it more than once`,
       );
     }
+    if (early && early[seq]! >= MAX_EARLY_ASKS) {
+      throw new ProtocolError(
+        `Cannot resend chunk ${seq}: asked for more than ${MAX_EARLY_ASKS} times in the first round`,
+      );
+    }
     asked.add(seq);
   }
-  if (early) { for (const seq of seqs) early.add(seq); }
+  if (early) { for (const seq of seqs) early[seq]!++; }
 }
 
 /** A `nack` the receiver sent during the first round (round 0): "send these now". */
@@ -272,8 +278,8 @@ class ChunkSender {
   retransmitted = 0;
   /** Where the receiver's messages arrive. */
   readonly inbox: Inbox;
-  /** Chunks the receiver asked for during the first round. */
-  #early: ChunkBitmap;
+  /** Times the receiver asked for each chunk during the first round. */
+  #early: Uint8Array;
   #fc: FramedConnection;
   #reader: ChunkReader;
   #transferId: number;
@@ -291,7 +297,7 @@ class ChunkSender {
   ) {
     this.#fc = fc;
     this.inbox = new Inbox(fc);
-    this.#early = new ChunkBitmap(reader.count);
+    this.#early = new Uint8Array(reader.count);
     this.#reader = reader;
     this.#transferId = transferId;
     this.#simulator = options.simulator;

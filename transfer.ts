@@ -52,10 +52,14 @@ export interface TransferStats {
 
 /**
  * How far behind the newest arrival a missing chunk of a first round must
- * be before the receiver asks for it early: twice the simulator's
- * {@linkcode REORDER_WINDOW}, so a chunk that is merely late is not asked for.
+ * be before the receiver asks for it early. The simulator shuffles windows
+ * of {@linkcode REORDER_WINDOW} in order, so a chunk this far behind one
+ * that arrived was sent before it: not late, lost.
  */
-export const OVERDUE_DISTANCE = 2 * REORDER_WINDOW;
+export const OVERDUE_DISTANCE = REORDER_WINDOW;
+
+/** Times one chunk may be asked for during a first round (its repair may be lost too). */
+export const MAX_EARLY_ASKS = 3;
 
 /** Most copies of one chunk sent in a repair round. */
 export const MAX_REPAIR_COPIES = 8;

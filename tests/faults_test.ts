@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type ChunkFate, ErrorSimulator } from "../faults.ts";
+import { type ChunkFate, ErrorSimulator, REORDER_WINDOW } from "../faults.ts";
 import { Logger } from "../log.ts";
 import { Rng } from "../rng.ts";
 
@@ -166,6 +166,19 @@ Deno.test({
         if (length === 100) assert.notDeepEqual(order, seqs);
       });
     }
+  },
+});
+
+Deno.test({
+  name:
+    "ErrorSimulator.order() shuffles within windows, so no chunk goes out after one REORDER_WINDOW further on",
+  permissions: "none",
+  fn() {
+    const seqs = Array.from({ length: 1000 }, (_, i) => i);
+    const order = new ErrorSimulator({ seed: 3 }).order(seqs);
+    const window = (n: number) => Math.floor(n / REORDER_WINDOW);
+    assert.ok(order.every((seq, i) => window(seq) === window(i)));
+    assert.ok(order.some((seq, i) => seq !== i));
   },
 });
 

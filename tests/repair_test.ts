@@ -15,7 +15,7 @@ import {
   encodeData,
   type Frame,
 } from "../protocol.ts";
-import { OVERDUE_DISTANCE } from "../transfer.ts";
+import { MAX_EARLY_ASKS, OVERDUE_DISTANCE } from "../transfer.ts";
 import {
   LogCapture,
   nextFrame,
@@ -100,6 +100,41 @@ Deno.test("serve() asks for an overdue chunk at once when the put offers earlyNa
   }
 });
 
+Deno.test("serve() asks again for an early-nacked chunk whose repair does not come", async () => {
+  await using tmp = await tempDir();
+  const logs = new LogCapture();
+  await using server = await testServer(tmp, logs);
+  const chunkSize = 64 * 1024;
+  // 40 MiB after the ask: more than any sender can have had in flight.
+  const count = OVERDUE_DISTANCE + 16 + (40 * 1024 * 1024) / chunkSize;
+  const payload = new Uint8Array(chunkSize);
+  using s = await rawSession(server.addr.port);
+  const ready = control(
+    await s.ask({
+      type: "put",
+      name: "reask.bin",
+      size: count * chunkSize,
+      chunkSize,
+      mtimeMs: 0,
+      maxRetries: 3,
+      earlyNack: true,
+    }),
+  );
+  const { transferId } = ready as { transferId: number };
+  const sendChunk = (seq: number) =>
+    writeAll(s.conn, encodeData(transferId, seq, payload));
+  const lost = 3;
+  const ask = { type: "nack", transferId, seqs: [lost], round: 0 };
+  for (let seq = 0; seq <= lost + OVERDUE_DISTANCE; seq++) {
+    if (seq !== lost) await sendChunk(seq);
+  }
+  assert.deepEqual(control(await nextFrame(s.reader, s.conn)), ask);
+  for (let seq = lost + OVERDUE_DISTANCE + 1; seq < count; seq++) {
+    await sendChunk(seq);
+  }
+  assert.deepEqual(control(await nextFrame(s.reader, s.conn)), ask);
+});
+
 /** Data frames read until `done`, by sequence number, after `whenSeen` ran once. */
 async function chunksUntilDone(
   s: RawSession,
@@ -115,7 +150,7 @@ async function chunksUntilDone(
   throw new Error("Cannot read chunks: no done after 10,000 frames");
 }
 
-Deno.test("a get server sends early-nacked chunks before done, ignores a stale one, refuses a repeat", async (t) => {
+Deno.test("a get server sends early-nacked chunks before done, ignores a stale one, refuses too many", async (t) => {
   await using tmp = await tempDir();
   const logs = new LogCapture();
   const chunkSize = 64 * 1024;
@@ -167,11 +202,11 @@ Deno.test("a get server sends early-nacked chunks before done, ignores a stale o
   });
 
   await t.step(
-    "a chunk asked for early twice is a protocol error",
+    `a chunk asked for early more than ${MAX_EARLY_ASKS} times is a protocol error`,
     async () => {
       const { s, transferId } = await start();
       using _ = s;
-      const twice = encodeControl({
+      const ask = encodeControl({
         type: "nack",
         transferId,
         seqs: [5],
@@ -179,15 +214,23 @@ Deno.test("a get server sends early-nacked chunks before done, ignores a stale o
       });
       const { seqs, done } = await chunksUntilDone(s, {
         seq: 20,
-        then: () => writeAll(s.conn, Uint8Array.of(...twice, ...twice)),
+        then: () =>
+          writeAll(
+            s.conn,
+            Uint8Array.from(
+              { length: ask.length * (MAX_EARLY_ASKS + 1) },
+              (_, i) => ask[i % ask.length]!,
+            ),
+          ),
       });
       assert.ok(seqs.length < count, `${seqs.length} chunks arrived`);
+      assert.equal(seqs.filter((seq) => seq === 5).length, 1 + MAX_EARLY_ASKS);
       assert.deepEqual(
         { type: done.type, code: (done as { code?: string }).code },
         { type: "error", code: "protocol_error" },
       );
       assert.equal(await nextFrame(s.reader, s.conn), null);
-      await logs.waitFor(/names it more than once/);
+      await logs.waitFor(/asked for more than \d+ times in the first round/);
     },
   );
 });

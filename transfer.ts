@@ -6,6 +6,9 @@
  * answers `nack` with exactly the sequence numbers still missing, or
  * `verified` once the file digest matches. Repair rounds are pipelined: every
  * missing chunk of a round is sent back to back, never one per round trip.
+ * Repair starts sooner still when the sender offers `earlyNack`: during the
+ * first round the receiver asks (`nack` round 0) for each chunk overdue by
+ * {@linkcode OVERDUE_DISTANCE}, and the sender slips it in between the rest.
  *
  * @module
  */

@@ -202,13 +202,16 @@ class Inbox {
     }, () => undefined);
   }
 
-  /** A message that has arrived, if any; listening goes on. */
+  /**
+   * A message that has arrived, if any. Listening stops with it: a caller
+   * that goes on calls {@linkcode listen}, so one that gives up (an `error`
+   * arrived) leaves no read behind to swallow what follows on the connection.
+   */
   poll(): ControlMessage | undefined {
     const message = this.#arrived;
     if (message === undefined) return undefined;
     this.#arrived = undefined;
     this.#pending = undefined;
-    this.listen();
     return message;
   }
 
@@ -383,6 +386,7 @@ class ChunkSender {
     }
     const nack = message as ControlOf<"nack">;
     checkRepairRequest(nack.seqs, this.#reader.count, this.#early);
+    this.inbox.listen();
     await reading.catch(() => undefined);
     for (const seq of nack.seqs) {
       const frame = this.#seal(await this.#reader.frameApart(seq), seq);

@@ -628,6 +628,42 @@ Deno.test("serve() refuses hostile relative names and linked folders with bad_na
   );
 });
 
+Deno.test("serve() refuses a folder swapped for a link between two files of a tree and writes nothing outside", async (t) => {
+  await using tmp = await tempDir();
+  const dir = tmp.join("srv");
+  const outside = tmp.join("outside");
+  await Deno.mkdir(`${outside}/a`, { recursive: true });
+  const logs = new LogCapture();
+  await using server = await testServer(tmp, logs, {
+    dir,
+    chunkSize: 4096,
+    fsync: false,
+  });
+  using s = await rawSession(server.addr.port);
+  const payload = encoder.encode("tree file\n");
+  const stored = async (name: string) => {
+    const reply = replyOf(await s.ask(...s.eager(name, payload)));
+    assert.equal(reply.type, "verified", JSON.stringify(reply));
+  };
+  await stored("t/a/1");
+  await stored("t/a/2");
+  await t.step("the folder itself replaced by a link", async () => {
+    await Deno.rename(`${dir}/t/a`, tmp.join("a-aside"));
+    await Deno.symlink(`${outside}/a`, `${dir}/t/a`);
+    assertRefused(await s.ask(...s.eager("t/a/3", payload)));
+    await Deno.remove(`${dir}/t/a`);
+    await Deno.rename(tmp.join("a-aside"), `${dir}/t/a`);
+    await stored("t/a/4");
+  });
+  await t.step("a folder above it replaced by a link", async () => {
+    await Deno.rename(`${dir}/t`, tmp.join("t-aside"));
+    await Deno.symlink(outside, `${dir}/t`);
+    assertRefused(await s.ask(...s.eager("t/a/5", payload)));
+  });
+  assert.deepEqual(await listDir(`${outside}/a`), []);
+  assert.deepEqual(await listDir(tmp.join("t-aside/a")), ["1", "2", "4"]);
+});
+
 Deno.test("serve() answers a damaged or mismatched eager put with nack round 0 and goes on", async () => {
   await using tmp = await tempDir();
   const logs = new LogCapture();

@@ -29,7 +29,7 @@ interface CachedDigest {
 const SAVE_INTERVAL_MS = 1000;
 /** How long a folder listing taken by {@linkcode Catalog.inspect} is trusted. */
 const LISTING_TTL_MS = 1000;
-/** Folder listings kept at once before they are all dropped. */
+/** Folder listings (and checked folders) kept at once before they are all dropped. */
 const MAX_LISTINGS = 1024;
 /** Most nested folders walked by `list`, so a pathological tree cannot recurse forever. */
 const MAX_WALK_DEPTH = 64;
@@ -68,6 +68,8 @@ export class Catalog {
   #lastSave = -Infinity;
   #saving: Promise<void> = Promise.resolve();
   #listings = new Map<string, { at: number; names: Set<string> }>();
+  /** Folders whose whole way was found free of links, by device and inode. */
+  #checkedFolders = new Map<string, string>();
   #total: { at: number; bytes: number } | undefined;
 
   /** A catalog of `dir`, which must exist. */
@@ -92,10 +94,28 @@ export class Catalog {
     return "problem" in parents ? parents.problem : undefined;
   }
 
-  /** What {@linkcode parentProblem} finds, and whether every folder on the way exists. */
+  /**
+   * What {@linkcode parentProblem} finds, and whether every folder on the way
+   * exists. A folder whose whole way was checked is remembered by device and
+   * inode, so the next file in it costs one `lstat` of that folder instead of
+   * one per level: a link swapped in at any level shows there as a link or
+   * as another inode, and the whole way is checked again (the same inode
+   * behind a new link is the checked folder itself, moved by someone who can
+   * write where it went).
+   */
   #checkParents(name: string): { problem: string } | { exist: boolean } {
+    const slash = name.lastIndexOf("/");
+    if (slash === -1) return { exist: true };
+    const folder = name.slice(0, slash);
+    const known = this.#checkedFolders.get(folder);
+    if (known !== undefined) {
+      const info = lstatIfPresent(this.pathOf(folder));
+      if (info?.isDirectory && identity(info) === known) return { exist: true };
+      this.#checkedFolders.delete(folder);
+    }
+    let info: Deno.FileInfo | undefined;
     for (const parent of parentsOf(name)) {
-      const info = lstatIfPresent(this.pathOf(parent));
+      info = lstatIfPresent(this.pathOf(parent));
       if (info === undefined) return { exist: false };
       if (info.isSymlink) {
         return { problem: `${JSON.stringify(parent)} is a symbolic link` };
@@ -103,6 +123,13 @@ export class Catalog {
       if (!info.isDirectory) {
         return { problem: `${JSON.stringify(parent)} is not a folder` };
       }
+    }
+    const checked = info && identity(info);
+    if (checked !== undefined) {
+      if (this.#checkedFolders.size >= MAX_LISTINGS) {
+        this.#checkedFolders.clear();
+      }
+      this.#checkedFolders.set(folder, checked);
     }
     return { exist: true };
   }
@@ -475,6 +502,13 @@ function lstatIfPresent(path: string): Deno.FileInfo | undefined {
     if (error instanceof Deno.errors.NotFound) return undefined;
     throw error;
   }
+}
+
+/** A folder's device and inode, or `undefined` where the platform has none. */
+function identity(info: Deno.FileInfo): string | undefined {
+  return info.ino === null || info.dev === null
+    ? undefined
+    : `${info.dev}:${info.ino}`;
 }
 
 function syncFolderSync(path: string): void {

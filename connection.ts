@@ -232,19 +232,25 @@ export class FramedConnection {
   }
 
   async #writeNow(frame: Uint8Array): Promise<void> {
+    // One timer per frame, not per partial write (a TLS write takes 64 KiB
+    // at a time): it re-arms itself while the writes make progress.
     let timer: ReturnType<typeof setTimeout> | undefined;
     let timedOut = false;
+    let progressAt = performance.now();
+    const arm = (ms: number) => {
+      timer = setTimeout(() => {
+        const idle = performance.now() - progressAt;
+        if (idle < this.idleTimeoutMs) return arm(this.idleTimeoutMs - idle);
+        timedOut = true;
+        this.close();
+      }, ms);
+    };
     try {
+      if (this.idleTimeoutMs > 0) arm(this.idleTimeoutMs);
       let written = 0;
       while (written < frame.length) {
-        if (this.idleTimeoutMs > 0) {
-          timer = setTimeout(() => {
-            timedOut = true;
-            this.close();
-          }, this.idleTimeoutMs);
-        }
         written += await this.conn.write(frame.subarray(written));
-        clearTimeout(timer);
+        progressAt = performance.now();
       }
       this.#bytesSent += written;
     } catch (error) {

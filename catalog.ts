@@ -8,6 +8,8 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
+import { writeWhole } from "./chunk_store.ts";
 import { hashFile } from "./digest.ts";
 import {
   META_DIR,
@@ -37,6 +39,14 @@ const MAX_WALK_DEPTH = 64;
 export const MODE_MASK = 0o777;
 
 /** What {@linkcode Catalog.inspect} found where a file is to be stored. */
+/** What {@linkcode Catalog.readSmall} found. */
+export type SmallRead =
+  | { kind: "refused"; problem: string }
+  | { kind: "missing" }
+  /** Larger than asked for, or changed size while read. */
+  | { kind: "tooLarge" }
+  | { kind: "ok"; entry: FileEntry; bytes: Uint8Array };
+
 export type Inspection =
   | { kind: "refused"; problem: string }
   /**
@@ -262,27 +272,12 @@ export class Catalog {
       ? undefined
       : this.makeParents(name);
     if (problem) return problem;
-    const path = this.pathOf(name);
-    const part = path + PART_SUFFIX;
-    const mode = (attributes.mode ?? 0o644) & MODE_MASK;
-    try {
-      Deno.writeFileSync(part, bytes, { createNew: true, mode });
-    } catch (error) {
-      if (error instanceof Deno.errors.AlreadyExists) return "busy";
-      throw error;
-    }
-    try {
-      Deno.utimeSync(part, new Date(), new Date(attributes.mtimeMs));
-      if (attributes.fsync) {
-        using file = Deno.openSync(part, { read: true });
-        file.syncDataSync();
-      }
-      Deno.renameSync(part, path);
-    } catch (error) {
-      Deno.removeSync(part);
-      throw error;
-    }
-    if (attributes.fsync) syncFolderSync(path);
+    const written = writeWhole(this.pathOf(name), bytes, {
+      mode: (attributes.mode ?? 0o644) & MODE_MASK,
+      mtimeMs: attributes.mtimeMs,
+      fsync: attributes.fsync,
+    });
+    if (written) return written;
     const slash = name.lastIndexOf("/");
     this.#listings.get(slash === -1 ? "" : name.slice(0, slash))?.names.add(
       name.slice(slash + 1),
@@ -351,10 +346,11 @@ export class Catalog {
           mode: (info.mode ?? 0o755) & MODE_MASK,
         });
       } else if (info.isFile) {
-        const entry = await this.lookup(name);
+        const entry = this.#cachedEntry(name, info) ?? await this.lookup(name);
         if (entry) files.push(entry);
       }
     };
+    await this.#load();
     if (prefix === undefined) {
       await this.#walk("", 0, visit, false);
     } else if (this.parentProblem(prefix) === undefined) {
@@ -397,13 +393,70 @@ export class Catalog {
       const name = folder === "" ? item.name : `${folder}/${item.name}`;
       let info: Deno.FileInfo;
       try {
-        info = await Deno.lstat(this.pathOf(name));
+        // Sync: a listing asks this of every file, and each async call
+        // costs more than the call itself.
+        info = Deno.lstatSync(this.pathOf(name));
       } catch {
         continue; // Removed meanwhile.
       }
       await visit(name, info);
       if (info.isDirectory) await this.#walk(name, depth + 1, visit, all);
     }
+  }
+
+  /**
+   * A stored file of at most `maxBytes`, read whole for an eager get with
+   * synchronous calls (each async one costs more than such a file): the
+   * checks of {@linkcode inspect}, then the bytes read through a handle whose
+   * device and inode are the ones checked, so a link swapped in meanwhile
+   * is refused rather than followed. The digest comes from the cache, or from
+   * the bytes.
+   */
+  async readSmall(name: string, maxBytes: number): Promise<SmallRead> {
+    await this.#load();
+    const found = this.inspect(name);
+    if (found.kind === "refused") return found;
+    // The folder's listing may be up to a second old: look again before
+    // calling a file missing.
+    const checked = found.stored ?? lstatIfPresent(this.pathOf(name));
+    if (checked === undefined) return { kind: "missing" };
+    if (!checked.isFile) {
+      return {
+        kind: "refused",
+        problem: `${JSON.stringify(name)} is not a plain file`,
+      };
+    }
+    if (checked.size > maxBytes) return { kind: "tooLarge" };
+    using file = Deno.openSync(this.pathOf(name), { read: true });
+    const info = file.statSync();
+    if (identity(info) !== identity(checked) || info.size > maxBytes) {
+      return {
+        kind: "refused",
+        problem: `${JSON.stringify(name)} changed while being read`,
+      };
+    }
+    const bytes = new Uint8Array(info.size);
+    for (let filled = 0; filled < bytes.length;) {
+      const got = file.readSync(bytes.subarray(filled));
+      if (got === null) return { kind: "tooLarge" }; // Shrank: not one whole read.
+      filled += got;
+    }
+    let entry = this.#cachedEntry(name, info);
+    if (entry === undefined) {
+      const sha256 = createHash("sha256").update(bytes).digest("hex");
+      const mtimeMs = info.mtime?.getTime() ?? 0;
+      this.#rememberSoon(name, { size: info.size, mtimeMs, sha256 });
+      entry = this.#cachedEntry(name, info)!;
+    }
+    return { kind: "ok", entry, bytes };
+  }
+
+  /** The file `name` as `info` describes it, when its digest is cached for that size and mtime. */
+  #cachedEntry(name: string, info: Deno.FileInfo): FileEntry | undefined {
+    const mtimeMs = info.mtime?.getTime() ?? 0;
+    const cached = this.#cache.get(name);
+    if (cached?.size !== info.size || cached.mtimeMs !== mtimeMs) return;
+    return { name, ...cached, mode: (info.mode ?? 0o644) & MODE_MASK };
   }
 
   /** The stored file `name` with its digest, or `undefined` when absent. */
@@ -417,12 +470,10 @@ export class Catalog {
       throw error;
     }
     if (!info.isFile) return undefined;
+    const cached = this.#cachedEntry(name, info);
+    if (cached) return cached;
     const mtimeMs = info.mtime?.getTime() ?? 0;
     const mode = (info.mode ?? 0o644) & MODE_MASK;
-    const cached = this.#cache.get(name);
-    if (cached && cached.size === info.size && cached.mtimeMs === mtimeMs) {
-      return { name, ...cached, mode };
-    }
     const sha256 = await hashFile(this.pathOf(name));
     this.#rememberSoon(name, { size: info.size, mtimeMs, sha256 });
     return { name, size: info.size, sha256, mtimeMs, mode };
@@ -509,16 +560,6 @@ function identity(info: Deno.FileInfo): string | undefined {
   return info.ino === null || info.dev === null
     ? undefined
     : `${info.dev}:${info.ino}`;
-}
-
-function syncFolderSync(path: string): void {
-  const folder = path.slice(0, path.lastIndexOf("/")) || "/";
-  try {
-    using dir = Deno.openSync(folder, { read: true });
-    dir.syncSync();
-  } catch {
-    // Some platforms cannot open or sync a folder; the rename still happened.
-  }
 }
 
 function isCachedDigest(value: unknown): value is CachedDigest {

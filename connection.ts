@@ -207,14 +207,23 @@ export class FramedConnection {
    * is kept (a later write sends the queue first).
    */
   queue(message: ControlMessage): void {
-    const frame = encodeControl(message);
+    this.queueFrame(encodeControl(message));
+  }
+
+  /** Queues an encoded frame, like {@linkcode queue}. */
+  queueFrame(frame: Uint8Array): void {
     this.#queued.push(frame);
     this.#queuedBytes += frame.length;
   }
 
-  /** Messages queued and not yet written. */
+  /** Frames queued and not yet written. */
   get queued(): number {
     return this.#queued.length;
+  }
+
+  /** Bytes queued and not yet written. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
   }
 
   /** Writes what {@linkcode queue} holds, in one write. */

@@ -325,7 +325,9 @@ export class FrameFuzzer {
         maxRetries: this.#pick([0, 1, 3, 1000, 2 ** 31]),
       });
     }
-    if (this.#rng.chance(0.8)) return encodeControl({ type: "get", name });
+    if (this.#rng.chance(0.8)) {
+      return encodeControl({ type: "get", name, eager: this.#rng.chance(0.3) });
+    }
     return encodeControl({ type: "list" });
   };
 

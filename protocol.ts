@@ -125,6 +125,14 @@ export type ControlMessage =
     maxRetries?: number;
     /** How the server should compress chunks: auto, zstd, gzip or none. */
     compress?: string;
+    /**
+     * A file of at most one chunk, wanted at once: the server answers with
+     * its `offer` and data frame back to back and waits for nothing, so a
+     * tree's small files stream; the client checks the bytes against the
+     * offer's SHA-256 and gets a file that fails the ordinary way. A larger
+     * file is refused with `bad_request`.
+     */
+    eager?: boolean;
   }
   | {
     type: "offer";
@@ -531,7 +539,7 @@ const CONTROL_FIELDS: { [T in ControlType]: Record<string, FieldKind> } = {
 /** Optional fields: checked only when present. */
 const OPTIONAL_FIELDS: { [T in ControlType]?: Record<string, FieldKind> } = {
   hello: { chunkSize: "number", challenge: "string" },
-  get: { maxRetries: "number", compress: "string" },
+  get: { maxRetries: "number", compress: "string", eager: "boolean" },
   put: {
     sha256: "string",
     mode: "number",

@@ -14,7 +14,11 @@ import {
   proofMatches,
 } from "./auth.ts";
 import { Catalog } from "./catalog.ts";
-import { COMPRESSION_MODES, type CompressionMode } from "./compression.ts";
+import {
+  ChunkCompressor,
+  COMPRESSION_MODES,
+  type CompressionMode,
+} from "./compression.ts";
 import { chunkCount, ChunkStore, removeIfPresent } from "./chunk_store.ts";
 import {
   ConnectionError,
@@ -27,7 +31,9 @@ import { Logger } from "./log.ts";
 import { PART_SUFFIX, pathProblem, STATE_SUFFIX } from "./names.ts";
 import {
   type ControlOf,
+  DATA_FRAME_OVERHEAD,
   DEFAULT_CHUNK_SIZE,
+  encodeData,
   ERROR_CODE,
   LISTING_PAGE_ENTRIES,
   MAX_CHUNK_BYTES,
@@ -45,6 +51,8 @@ import { AGENT } from "./version.ts";
 export const MAX_SERVER_ROUNDS = 100;
 /** Replies to pipelined requests held back at most, to write them together. */
 const MAX_QUEUED_REPLIES = 32;
+/** Bytes of replies (eager gets' data included) held back at most. */
+const MAX_QUEUED_BYTES = 256 * 1024;
 
 /** Options for {@linkcode serve}. */
 export interface ServeOptions {
@@ -316,7 +324,10 @@ class Server implements FtvServer {
       fc.idleTimeoutMs = this.#settings.idleTimeoutMs;
       for (;;) {
         // Replies to pipelined requests go out together, once the input runs dry.
-        if (fc.queued >= MAX_QUEUED_REPLIES || !fc.hasBufferedFrame) {
+        if (
+          fc.queued >= MAX_QUEUED_REPLIES ||
+          fc.queuedBytes >= MAX_QUEUED_BYTES || !fc.hasBufferedFrame
+        ) {
           await fc.flush();
         }
         const frame = await fc.next();
@@ -675,6 +686,7 @@ class Server implements FtvServer {
   }
 
   async #send(fc: FramedConnection, get: ControlOf<"get">): Promise<void> {
+    if (get.eager) return await this.#sendEager(fc, get);
     const { catalog, chunkSize, simulator, log } = this.#settings;
     const problem = pathProblem(get.name) ??
       await catalog.linkProblem(get.name);
@@ -733,6 +745,64 @@ class Server implements FtvServer {
       if (!(error instanceof RemoteError)) throw error;
       log.error(`Client gave up on ${entry.name}: ${error.message}`);
     }
+  }
+
+  /**
+   * An eager get: a file of at most one chunk goes out at once as its
+   * `offer` and data frame, queued like the replies to eager puts, and the
+   * server reads the next request without waiting. The client checks the
+   * bytes against the offer's SHA-256 and gets a damaged file the ordinary
+   * way. A simulated loss damages the frame instead, so the framing holds.
+   */
+  async #sendEager(
+    fc: FramedConnection,
+    get: ControlOf<"get">,
+  ): Promise<void> {
+    const { catalog, chunkSize, simulator, log } = this.#settings;
+    const refuse = (code: RemoteError["code"], problem: string) =>
+      this.#refuse(
+        fc,
+        code,
+        `Cannot send ${JSON.stringify(get.name)}: ${problem}`,
+      );
+    const syntax = pathProblem(get.name);
+    if (syntax) return refuse(ERROR_CODE.badName, syntax);
+    const read = await catalog.readSmall(get.name, chunkSize);
+    if (read.kind === "refused") {
+      return refuse(ERROR_CODE.badName, read.problem);
+    }
+    if (read.kind === "missing") {
+      return refuse(ERROR_CODE.notFound, "no such file on the server");
+    }
+    if (read.kind === "tooLarge") {
+      return refuse(
+        ERROR_CODE.badRequest,
+        "an eager get needs a file of at most one chunk",
+      );
+    }
+    const { entry, bytes } = read;
+    const transferId = this.#nextTransferId++;
+    fc.queue({
+      type: "offer",
+      transferId,
+      name: entry.name,
+      size: entry.size,
+      chunkSize,
+      sha256: entry.sha256,
+      mtimeMs: entry.mtimeMs,
+      ...(entry.mode === undefined ? {} : { mode: entry.mode }),
+    });
+    if (entry.size > 0) {
+      const wire = new ChunkCompressor(compressionOf(get.compress)).encode(
+        bytes,
+      );
+      const frame = encodeData(transferId, 0, wire.payload, wire.flags);
+      if ((simulator?.fate(0) ?? "deliver") !== "deliver") {
+        simulator!.corrupt(frame.subarray(DATA_FRAME_OVERHEAD));
+      }
+      fc.queueFrame(frame);
+    }
+    log.debug(`Sent ${entry.name} eagerly (${entry.size} bytes)`);
   }
 }
 

@@ -28,8 +28,10 @@ import type { ClientOptions } from "./client.ts";
 import {
   ChunkCompressor,
   type CompressionMode,
+  decodeChunk,
   type EncodedChunk,
 } from "./compression.ts";
+import { writeWhole } from "./chunk_store.ts";
 import { type FramedConnection, RemoteError } from "./connection.ts";
 import { hashFile } from "./digest.ts";
 import { Logger } from "./log.ts";
@@ -37,6 +39,8 @@ import { pathProblem } from "./names.ts";
 import type { ProgressEvent } from "./progress.ts";
 import {
   type ControlMessage,
+  type ControlOf,
+  type DataFrame,
   encodeControl,
   encodeData,
   ERROR_CODE,
@@ -53,11 +57,6 @@ export const WINDOW_FILES = 256;
 export const WINDOW_BYTES = 16 * 1024 * 1024;
 /** Frames are gathered into writes of about this size: one socket write per file would cost more than the file. */
 const BATCH_BYTES = 64 * 1024;
-/**
- * In `auto` mode, files smaller than this go raw: a zstd call costs 70-150 µs
- * of setup here, more than sending such a file takes on a fast link.
- */
-const MIN_AUTO_COMPRESS_BYTES = 64 * 1024;
 /** Permission bits kept; never setuid, setgid or sticky. */
 const MODE_MASK = 0o777;
 
@@ -353,12 +352,8 @@ export async function sendTree(
   const limiter = options.limitRate === undefined
     ? undefined
     : new RateLimiter(options.limitRate);
-  const mode = options.compress ?? "auto";
-  const compressor = new ChunkCompressor(mode);
-  const encode = (bytes: Uint8Array): EncodedChunk =>
-    mode === "auto" && bytes.length < MIN_AUTO_COMPRESS_BYTES
-      ? { payload: bytes, flags: 0 }
-      : compressor.encode(bytes);
+  const compressor = new ChunkCompressor(options.compress ?? "auto");
+  const encode = (bytes: Uint8Array): EncodedChunk => compressor.encode(bytes);
   const progress = (file: TreeEntry) => {
     tally.bytes += file.size;
     options.onProgress?.({
@@ -387,7 +382,7 @@ export async function sendTree(
     const wireStart = fc.bytesSent;
     try {
       // Small files, pipelined.
-      const pipe = new Pipeline(fc, limiter);
+      const pipe = new Pipeline(fc, limiter, readReply);
       let nextId = 1;
       for (let index = 0; index < files.length || walkOn(); index++) {
         const file = files[index]!;
@@ -439,7 +434,7 @@ export async function sendTree(
         }
       }
       // Folders, deepest first, pipelined.
-      const folders = new Pipeline(fc, limiter);
+      const folders = new Pipeline(fc, limiter, readReply);
       dirs.sort((a, b) => depth(b.name) - depth(a.name));
       for (const dir of dirs) {
         if (dirsDone.has(dir)) continue;
@@ -633,12 +628,13 @@ async function sendWhole(
  * answers every request exactly once and in order, so replies need no
  * matching beyond their position.
  */
-class Pipeline {
+class Pipeline<R = Reply> {
   #fc: FramedConnection;
   #limiter: RateLimiter | undefined;
+  #receive: (fc: FramedConnection) => Promise<R>;
   #batch = new Uint8Array(BATCH_BYTES);
   #used = 0;
-  #inflight: { bytes: number; settle: (reply: Reply) => void }[] = [];
+  #inflight: { bytes: number; settle: (reply: R) => void }[] = [];
   #bytes = 0;
   #writing = true;
   #itemsArrived: (() => void) | undefined;
@@ -646,9 +642,15 @@ class Pipeline {
   #failure: unknown;
   #reader: Promise<void>;
 
-  constructor(fc: FramedConnection, limiter: RateLimiter | undefined) {
+  /** A pipeline whose replies, one per request, are read by `receive`. */
+  constructor(
+    fc: FramedConnection,
+    limiter: RateLimiter | undefined,
+    receive: (fc: FramedConnection) => Promise<R>,
+  ) {
     this.#fc = fc;
     this.#limiter = limiter;
+    this.#receive = receive;
     this.#reader = this.#read().catch((error) => {
       this.#failure ??= error;
       this.#spaceFreed?.();
@@ -660,7 +662,7 @@ class Pipeline {
   async push(
     frames: Uint8Array[],
     bytes: number,
-    settle: (reply: Reply) => void,
+    settle: (reply: R) => void,
   ): Promise<void> {
     this.#check();
     for (const frame of frames) await this.#add(frame);
@@ -735,15 +737,7 @@ class Pipeline {
         this.#itemsArrived = undefined;
         continue;
       }
-      const reply = await this.#fc.nextControl();
-      if (
-        reply.type !== "verified" && reply.type !== "nack" &&
-        reply.type !== "error"
-      ) {
-        throw new ProtocolError(
-          `Cannot continue the upload: unexpected "${reply.type}" reply`,
-        );
-      }
+      const reply = await this.#receive(this.#fc);
       this.#inflight.shift();
       this.#bytes -= head.bytes;
       head.settle(reply);
@@ -755,6 +749,66 @@ class Pipeline {
 }
 
 type Reply = Extract<ControlMessage, { type: "verified" | "nack" | "error" }>;
+
+/** Reads the reply to an eager put or a `mkdir`. */
+async function readReply(fc: FramedConnection): Promise<Reply> {
+  const reply = await fc.nextControl();
+  if (
+    reply.type !== "verified" && reply.type !== "nack" &&
+    reply.type !== "error"
+  ) {
+    throw new ProtocolError(
+      `Cannot continue the upload: unexpected "${reply.type}" reply`,
+    );
+  }
+  return reply;
+}
+
+/** What an eager get brings: the offer and its data frame (none for an empty file), or an error. */
+type EagerGot =
+  | { offer: ControlOf<"offer">; frame?: DataFrame }
+  | Extract<ControlMessage, { type: "error" }>;
+
+/** Reads the answer to an eager get. */
+async function readEagerGot(fc: FramedConnection): Promise<EagerGot> {
+  const reply = await fc.nextControl();
+  if (reply.type === "error") return reply;
+  if (reply.type !== "offer") {
+    throw new ProtocolError(
+      `Cannot continue the download: unexpected "${reply.type}" reply`,
+    );
+  }
+  if (reply.size === 0) return { offer: reply };
+  const frame = await fc.next();
+  if (frame === null || frame.kind !== "data") {
+    throw new ProtocolError(
+      `Cannot continue the download: no data for ${JSON.stringify(reply.name)}`,
+    );
+  }
+  return { offer: reply, frame };
+}
+
+/**
+ * The bytes of a small file that an eager get brought, when they are whole
+ * and exactly what `file` lists; undefined when the file must be got the
+ * ordinary way.
+ */
+function eagerBytes(file: ListedFile, got: EagerGot): Uint8Array | undefined {
+  if (!("offer" in got)) return undefined;
+  const { offer, frame } = got;
+  if (offer.size !== file.size || offer.sha256 !== file.sha256) return;
+  let bytes: Uint8Array = new Uint8Array(0);
+  if (frame) {
+    if (!frame.intact || frame.transferId !== offer.transferId) return;
+    try {
+      bytes = decodeChunk(frame.payload, frame.flags, offer.size);
+    } catch {
+      return undefined;
+    }
+  }
+  const sha256 = createHash("sha256").update(bytes).digest("hex");
+  return sha256 === file.sha256 ? bytes : undefined;
+}
 
 /**
  * Downloads the stored tree `name` (its files and folders) into `out`
@@ -794,6 +848,56 @@ export async function getTree(
         await Deno.mkdir(dir.path, { recursive: true });
       }
       const total = listing.files.reduce((sum, file) => sum + file.size, 0);
+      const received = (file: ListedFile) => {
+        done.set(file.name, file.sha256);
+        tally.bytes += file.size;
+        log.debug(`Received ${file.name} (${file.size} bytes)`);
+        options.onProgress?.({
+          name,
+          bytes: tally.bytes,
+          total,
+          retransmittedChunks: tally.resent,
+        });
+      };
+      // Small files, pipelined: each comes whole in answer to an eager get.
+      // One that fails any check is got the ordinary way below. Under a rate
+      // limit every file goes the ordinary way, where the limit is kept.
+      const pipe = new Pipeline(fc, undefined, readEagerGot);
+      const folders = new Set<string>();
+      for (const file of listing.files) {
+        if (
+          done.has(file.name) || file.size > client.chunkSize ||
+          options.limitRate !== undefined
+        ) continue;
+        if (await holdsLocally(file)) {
+          tally.resumed++;
+          received(file);
+          continue;
+        }
+        const folder = file.path.slice(0, file.path.lastIndexOf("/"));
+        if (!folders.has(folder)) {
+          await Deno.mkdir(folder, { recursive: true });
+          folders.add(folder);
+        }
+        const request = encodeControl({
+          type: "get",
+          name: file.name,
+          compress: options.compress ?? "auto",
+          eager: true,
+        });
+        await pipe.push([request], file.size, (got) => {
+          const bytes = eagerBytes(file, got);
+          if (bytes === undefined || !("offer" in got)) return;
+          const problem = writeWhole(file.path, bytes, {
+            mode: (got.offer.mode ?? 0o644) & MODE_MASK,
+            mtimeMs: got.offer.mtimeMs,
+            fsync: options.fsync ?? true,
+          });
+          if (problem === undefined) received(file);
+        });
+      }
+      await pipe.finish();
+      // Large files, and small ones that failed, one by one with resume.
       for (const file of listing.files) {
         if (done.has(file.name)) continue;
         if (await holdsLocally(file)) {
@@ -814,15 +918,7 @@ export async function getTree(
           });
           tally.resent += stats.retransmittedChunks;
         }
-        done.set(file.name, file.sha256);
-        tally.bytes += file.size;
-        log.debug(`Received ${file.name} (${file.size} bytes)`);
-        options.onProgress?.({
-          name,
-          bytes: tally.bytes,
-          total,
-          retransmittedChunks: tally.resent,
-        });
+        received(file);
       }
     } finally {
       tally.wire += fc.bytesReceived - wireStart;
@@ -921,7 +1017,7 @@ function localPaths(
 async function holdsLocally(file: ListedFile): Promise<boolean> {
   let info: Deno.FileInfo;
   try {
-    info = await Deno.lstat(file.path);
+    info = Deno.lstatSync(file.path); // Sync: a tree asks this of every file.
   } catch {
     return false;
   }

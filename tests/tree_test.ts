@@ -11,6 +11,7 @@ import { encodeControl, encodeData, type Frame, serve } from "../mod.ts";
 import { MAX_PATH_BYTES, MAX_PATH_DEPTH, pathProblem } from "../names.ts";
 import {
   type ControlMessage,
+  type ControlOf,
   FrameReader,
   parseControl,
   PROTOCOL_VERSION,
@@ -27,6 +28,7 @@ import {
   runCli,
   spawnCli,
   spawnServer,
+  type TempDir,
   tempDir,
   testServer,
   writeAll,
@@ -468,6 +470,7 @@ async function rawSession(port: number) {
   let nextId = 1;
   return {
     conn,
+    reader,
     /** Sends frames and returns the next reply. */
     async ask(...frames: Uint8Array[]): Promise<Frame | null> {
       for (const frame of frames) await writeAll(conn, frame);
@@ -504,6 +507,11 @@ async function rawSession(port: number) {
       }
     },
   };
+}
+
+/** An in-process server with 4 KiB chunks that does not sync, for raw sessions. */
+function smallChunkServer(tmp: TempDir) {
+  return testServer(tmp, new LogCapture(), { chunkSize: 4096, fsync: false });
 }
 
 function replyOf(frame: Frame | null): ControlMessage {
@@ -666,11 +674,7 @@ Deno.test("serve() refuses a folder swapped for a link between two files of a tr
 
 Deno.test("serve() answers a damaged or mismatched eager put with nack round 0 and goes on", async () => {
   await using tmp = await tempDir();
-  const logs = new LogCapture();
-  await using server = await testServer(tmp, logs, {
-    chunkSize: 4096,
-    fsync: false,
-  });
+  await using server = await smallChunkServer(tmp);
   using s = await rawSession(server.addr.port);
   const bytes = encoder.encode("some bytes\n");
 
@@ -696,4 +700,104 @@ Deno.test("serve() answers a damaged or mismatched eager put with nack round 0 a
     "verified",
     "a file already held is verified at once",
   );
+});
+
+Deno.test("serve() answers eager gets back to back without waiting, and refuses one larger than a chunk", async () => {
+  await using tmp = await tempDir();
+  await using server = await smallChunkServer(tmp);
+  using s = await rawSession(server.addr.port);
+  const text = encoder.encode("a small file\n".repeat(20));
+  for (
+    const [name, bytes] of [["g/a.txt", text], [
+      "g/empty",
+      new Uint8Array(0),
+    ]] as const
+  ) {
+    const stored = replyOf(await s.ask(...s.eager(name, bytes)));
+    assert.equal(stored.type, "verified", JSON.stringify(stored));
+  }
+  await Deno.writeFile(tmp.join("srv/g/big.bin"), new Uint8Array(10_000));
+
+  // Three requests in one write; the server answers each without a word back.
+  const get = (name: string) =>
+    encodeControl({ type: "get", name, eager: true, compress: "none" });
+  const offer = replyOf(
+    await s.ask(get("g/a.txt"), get("g/empty"), get("g/big.bin")),
+  );
+  assert.equal(offer.type, "offer", JSON.stringify(offer));
+  const { transferId, size, sha256: digest, mode } = offer as ControlOf<
+    "offer"
+  >;
+  assert.equal(size, text.length);
+  assert.equal(digest, sha256(text));
+  assert.equal(mode, 0o640);
+  const data = await nextFrame(s.reader, s.conn);
+  assert.ok(data?.kind === "data" && data.intact, "no intact data frame");
+  assert.equal(data.transferId, transferId);
+  assert.deepEqual(new Uint8Array(data.payload), text);
+  const empty = replyOf(await nextFrame(s.reader, s.conn));
+  assert.equal(empty.type, "offer");
+  assert.equal((empty as ControlOf<"offer">).size, 0);
+  assertRefused(await nextFrame(s.reader, s.conn), "bad_request");
+
+  // The session goes on.
+  const again = replyOf(await s.ask(get("g/a.txt")));
+  assert.equal(again.type, "offer");
+});
+
+Deno.test("get of a tree from a server that damages chunks still lands every file whole", async () => {
+  await using tmp = await tempDir();
+  const src = tmp.join("t");
+  const made = await makeTree(src, 60);
+  const srv = tmp.join("srv");
+  await Deno.mkdir(srv);
+  {
+    await using clean = await spawnServer(["--dir", srv, "--no-fsync"]);
+    const sent = await runCli([
+      "send",
+      src,
+      "--host",
+      HOST,
+      "--port",
+      String(clean.port),
+    ]);
+    assert.equal(sent.code, 0, sent.stderr);
+  }
+  await using damaging = await spawnServer([
+    "--dir",
+    srv,
+    "--no-fsync",
+    "--simulate-errors",
+    "--error-rate",
+    "0.3",
+    "--seed",
+    "11",
+  ]);
+  const back = tmp.join("back");
+  const got = await runCli([
+    "get",
+    "t",
+    "--out",
+    back,
+    "--no-fsync",
+    "--json",
+    "--host",
+    HOST,
+    "--port",
+    String(damaging.port),
+  ]);
+  assert.equal(got.code, 0, got.stderr);
+  const result = JSON.parse(got.stdout);
+  assert.equal(result.files, made.files.length);
+  assert.ok(
+    /Simulating (packet loss|data corruption)/.test(damaging.log()),
+    "the server damaged nothing",
+  );
+  for (const relative of made.files) {
+    assert.deepEqual(
+      await Deno.readFile(`${back}/${relative}`),
+      await Deno.readFile(`${src}/${relative}`),
+      relative,
+    );
+  }
 });

@@ -87,7 +87,8 @@ const USAGE = `Usage: deno task bench [options]
   --client-size SIZE   bytes each concurrent client sends (default: 64MiB)
   --only IDS           comma-separated rows: send,send-none,send-text,send-log,
                        get,send-tls,client,send-err,get-err,clients,tree,
-                       socat,rsync,rsync-sha1,rsync-tree,scp (default: all)
+                       tree-get,socat,rsync,rsync-sha1,rsync-tree,scp
+                       (default: all)
   --rss-size SIZE      instead of the benchmark, measure each side's peak RSS
                        while moving one file of SIZE (e.g. 4GiB)
   --dir DIR            where to put temporary files (default: system temp)
@@ -106,6 +107,7 @@ const ROW_IDS = [
   "get-err",
   "clients",
   "tree",
+  "tree-get",
   "socat",
   "rsync",
   "rsync-sha1",
@@ -1402,6 +1404,30 @@ async function ftvRows(ctx: Context): Promise<Row[]> {
       sendRow("tree", `ftv send, ${treeText()}`, [], treeLoad(ctx.tree!)),
     );
   }
+  if (want("tree-get")) {
+    const load = treeLoad(ctx.tree!);
+    const label = `ftv get, ${treeText()}`;
+    const treeGetDir = `${work}/ftv-tree-get`;
+    const row = ftvRow(ctx, "tree-get", label, {
+      serverDir: () => Promise.resolve(treeGetDir),
+      clientArgs: (port) => [
+        "get",
+        load.name,
+        "--out",
+        `${work}/ftv-tree-out`,
+        ...receiverFlags,
+        ...ftvArgs(port),
+      ],
+      copy: `${work}/ftv-tree-out`,
+      bytes: load.bytes,
+      check: (copy, index) => load.check(copy, index, label),
+      keepCopy: load.keep,
+      light: load.light,
+    });
+    row.workload = "tree";
+    row.setup = () => prepareGetDir(ctx, treeGetDir, load.name, load.path);
+    rows.push(row);
+  }
   return rows;
 }
 
@@ -1414,13 +1440,25 @@ async function prepareGetDir(
   ctx: Context,
   dir: string,
   name: string,
+  from: string = ctx.source.path,
 ): Promise<void> {
   if (await exists(`${dir}/${name}`)) return;
   await freshDir(dir);
-  try {
-    await Deno.link(ctx.source.path, `${dir}/${name}`);
-  } catch {
-    await Deno.copyFile(ctx.source.path, `${dir}/${name}`);
+  if ((await Deno.stat(from)).isDirectory) {
+    const copied = await runCommand(
+      "cp",
+      ["-al", from, `${dir}/${name}`],
+      ctx.timeout(ctx.source.size),
+    );
+    if (copied.code !== 0) {
+      throw new BenchError(`cp -al failed: ${lastLine(copied.stderr)}`);
+    }
+  } else {
+    try {
+      await Deno.link(from, `${dir}/${name}`);
+    } catch {
+      await Deno.copyFile(from, `${dir}/${name}`);
+    }
   }
   const server = await startFtvServer(dir);
   try {
@@ -2345,7 +2383,7 @@ async function makeOtherLoads(
     log(`Writing a ${formatBytes(TEXT_SIZE)} log-like text file...`);
     ctx.log = await makeSource(`${ctx.work}/log.txt`, TEXT_SIZE, logTextPieces);
   }
-  if (want("tree", "rsync-tree")) {
+  if (want("tree", "tree-get", "rsync-tree")) {
     log(`Writing a ${treeText()}...`);
     ctx.tree = await makeTree(`${ctx.work}/tree`);
   }

@@ -353,27 +353,36 @@ async function readAll(
   return await new Response(stream).text();
 }
 
-/** Runs a command to the end (killing it after `timeoutMs`); times it. */
+/**
+ * Runs a command to the end (killing it after `timeoutMs`); times it.
+ * `watch`, given the child's pid, starts watching it and returns how to stop.
+ */
 async function runCommand(
   cmd: string,
   args: string[],
   timeoutMs: number,
   cwd?: string,
+  watch?: (pid: number) => () => Promise<void>,
 ): Promise<Finished & { pid: number }> {
   const started = performance.now();
   const child = spawn(cmd, args, { stdout: "piped", stderr: "piped", cwd });
+  const stopWatching = watch?.(child.pid);
   const done = Promise.all([
     child.status,
     readAll(child.stdout),
     readAll(child.stderr),
   ]);
-  if (!(await within(done, timeoutMs))) {
-    await stopProcess(child, 500);
-    throw new BenchError(
-      `${basename(cmd)} ${args[0] ?? ""} took longer than ${
-        Math.round(timeoutMs / 1000)
-      } s; stopped it`,
-    );
+  try {
+    if (!(await within(done, timeoutMs))) {
+      await stopProcess(child, 500);
+      throw new BenchError(
+        `${basename(cmd)} ${args[0] ?? ""} took longer than ${
+          Math.round(timeoutMs / 1000)
+        } s; stopped it`,
+      );
+    }
+  } finally {
+    await stopWatching?.();
   }
   const [status, stdout, stderr] = await done;
   return {
@@ -1059,37 +1068,20 @@ async function runFtvClient(
     ({ rss, cpu } = await readUsage(usageFile));
   } else {
     // No /usr/bin/time: poll /proc while it runs (may miss a late peak).
-    const started = performance.now();
-    const child = spawn(DENO, denoArgs, { stdout: "piped", stderr: "piped" });
     let peak = 0;
-    let polling = true;
-    const poller = (async () => {
-      while (polling) {
-        peak = Math.max(peak, await vmHwm(child.pid) ?? 0);
-        await sleep(100);
-      }
-    })();
-    try {
-      const done = Promise.all([
-        child.status,
-        readAll(child.stdout),
-        readAll(child.stderr),
-      ]);
-      if (!(await within(done, timeoutMs))) {
-        await stopProcess(child, 500);
-        throw new BenchError(`ftv ${args[0]} took too long; stopped it`);
-      }
-      const [status, stdout, stderr] = await done;
-      finished = {
-        code: status.code,
-        stdout,
-        stderr,
-        ms: performance.now() - started,
+    finished = await runCommand(DENO, denoArgs, timeoutMs, undefined, (pid) => {
+      let polling = true;
+      const poller = (async () => {
+        while (polling) {
+          peak = Math.max(peak, await vmHwm(pid) ?? 0);
+          await sleep(100);
+        }
+      })();
+      return async () => {
+        polling = false;
+        await poller;
       };
-    } finally {
-      polling = false;
-      await poller;
-    }
+    });
     rss = peak || undefined;
   }
   if (finished.code !== 0) {

@@ -38,7 +38,6 @@ const MAX_WALK_DEPTH = 64;
 /** Permission bits a peer may set; never setuid, setgid or sticky. */
 export const MODE_MASK = 0o777;
 
-/** What {@linkcode Catalog.inspect} found where a file is to be stored. */
 /** What {@linkcode Catalog.readSmall} found. */
 export type SmallRead =
   | { kind: "refused"; problem: string }
@@ -47,6 +46,7 @@ export type SmallRead =
   | { kind: "tooLarge" }
   | { kind: "ok"; entry: FileEntry; bytes: Uint8Array };
 
+/** What {@linkcode Catalog.inspect} found where a file is to be stored. */
 export type Inspection =
   | { kind: "refused"; problem: string }
   /**

@@ -13,8 +13,8 @@ import { Rng } from "./rng.ts";
 /**
  * Chunks shuffled together: each window of this many consecutive chunks goes
  * out in a random order, so a chunk arrives at most this many places from
- * its own. A network reorders locally; a file of the seed's size fits in one
- * window, so it is shuffled whole as the seed did.
+ * its own. A network reorders locally; a file of at most this many chunks
+ * is shuffled whole, as the seed shuffled every file.
  */
 export const REORDER_WINDOW = 8;
 

@@ -16,7 +16,6 @@ import type { ErrorSimulator } from "./faults.ts";
 import type { Logger } from "./log.ts";
 import {
   type ControlMessage,
-  type ControlOf,
   DATA_FRAME_OVERHEAD,
   encodeData,
   ProtocolError,
@@ -168,7 +167,9 @@ function checkRepairRequest(
     }
     asked.add(seq);
   }
-  if (early) { for (const seq of seqs) early[seq]!++; }
+  if (early) {
+    for (const seq of seqs) early[seq]!++;
+  }
 }
 
 /** A `nack` the receiver sent during the first round (round 0): "send these now". */
@@ -379,16 +380,15 @@ class ChunkSender {
     if (message.type === "error") {
       throw new RemoteError(message.code, message.message);
     }
-    if (!isEarlyNack(message, this.#transferId)) {
+    if (message.type !== "nack" || !isEarlyNack(message, this.#transferId)) {
       throw new ProtocolError(
         `Cannot continue sending: unexpected "${message.type}" message`,
       );
     }
-    const nack = message as ControlOf<"nack">;
-    checkRepairRequest(nack.seqs, this.#reader.count, this.#early);
+    checkRepairRequest(message.seqs, this.#reader.count, this.#early);
     this.inbox.listen();
     await reading.catch(() => undefined);
-    for (const seq of nack.seqs) {
+    for (const seq of message.seqs) {
       const frame = this.#seal(await this.#reader.frameApart(seq), seq);
       if (await this.#deliver(frame, seq)) this.retransmitted++;
     }

@@ -35,6 +35,7 @@ import {
   DEFAULT_CHUNK_SIZE,
   encodeData,
   ERROR_CODE,
+  type FileEntry,
   LISTING_PAGE_ENTRIES,
   MAX_CHUNK_BYTES,
   MAX_CHUNKS_PER_FILE,
@@ -716,14 +717,7 @@ class Server implements FtvServer {
     );
     const count = chunkCount(entry.size, fileChunkSize);
     await fc.send({
-      type: "offer",
-      transferId,
-      name: entry.name,
-      size: entry.size,
-      chunkSize: fileChunkSize,
-      sha256: entry.sha256,
-      mtimeMs: entry.mtimeMs,
-      ...(entry.mode === undefined ? {} : { mode: entry.mode }),
+      ...offerOf(transferId, entry, fileChunkSize),
       earlyNack: true,
     });
     log.info(`File split into ${count} chunks`);
@@ -782,16 +776,7 @@ class Server implements FtvServer {
     }
     const { entry, bytes } = read;
     const transferId = this.#nextTransferId++;
-    fc.queue({
-      type: "offer",
-      transferId,
-      name: entry.name,
-      size: entry.size,
-      chunkSize,
-      sha256: entry.sha256,
-      mtimeMs: entry.mtimeMs,
-      ...(entry.mode === undefined ? {} : { mode: entry.mode }),
-    });
+    fc.queue(offerOf(transferId, entry, chunkSize));
     if (entry.size > 0) {
       const wire = new ChunkCompressor(compressionOf(get.compress)).encode(
         bytes,
@@ -811,6 +796,24 @@ interface TreeTally {
   files: number;
   bytes: number;
   dirs: number;
+}
+
+/** The `offer` of a stored file, sent in `chunkSize` chunks. */
+function offerOf(
+  transferId: number,
+  entry: FileEntry,
+  chunkSize: number,
+): ControlOf<"offer"> {
+  return {
+    type: "offer",
+    transferId,
+    name: entry.name,
+    size: entry.size,
+    chunkSize,
+    sha256: entry.sha256,
+    mtimeMs: entry.mtimeMs,
+    ...(entry.mode === undefined ? {} : { mode: entry.mode }),
+  };
 }
 
 /** The compression a client asked for; an unknown mode means none. */

@@ -29,7 +29,6 @@ import {
   ChunkCompressor,
   type CompressionMode,
   decodeChunk,
-  type EncodedChunk,
 } from "./compression.ts";
 import { writeWhole } from "./chunk_store.ts";
 import { type FramedConnection, RemoteError } from "./connection.ts";
@@ -353,7 +352,6 @@ export async function sendTree(
     ? undefined
     : new RateLimiter(options.limitRate);
   const compressor = new ChunkCompressor(options.compress ?? "auto");
-  const encode = (bytes: Uint8Array): EncodedChunk => compressor.encode(bytes);
   const progress = (file: TreeEntry) => {
     tally.bytes += file.size;
     options.onProgress?.({
@@ -392,7 +390,7 @@ export async function sendTree(
           state.eager = false;
           continue;
         }
-        const request = eagerRequest(file, nextId++, client, encode);
+        const request = eagerRequest(file, nextId++, client, compressor);
         if (typeof request === "string") {
           fail(index, request);
           continue;
@@ -535,7 +533,7 @@ function eagerRequest(
   file: TreeEntry,
   transferId: number,
   client: FtvClient,
-  encode: (bytes: Uint8Array) => EncodedChunk,
+  compressor: ChunkCompressor,
 ): { frames: Uint8Array[]; size: number; sha256: string } | string | undefined {
   let bytes: Uint8Array;
   try {
@@ -559,7 +557,7 @@ function eagerRequest(
     transferId,
   });
   if (bytes.length === 0) return { frames: [put], size: 0, sha256 };
-  const wire = encode(bytes);
+  const wire = compressor.encode(bytes);
   const data = encodeData(transferId, 0, wire.payload, wire.flags);
   return { frames: [put, data], size: bytes.length, sha256 };
 }
@@ -812,8 +810,9 @@ function eagerBytes(file: ListedFile, got: EagerGot): Uint8Array | undefined {
 
 /**
  * Downloads the stored tree `name` (its files and folders) into `out`
- * (default: the tree's base name), one ordinary get per file over one
- * connection, reconnecting when it drops. Files already there with the same
+ * (default: the tree's base name) over one connection, reconnecting when it
+ * drops: files of at most one chunk by pipelined eager gets, larger ones and
+ * any that arrived damaged by ordinary gets. Files already there with the same
  * size, mtime and SHA-256 are kept; modes and mtimes are restored, folders'
  * last. Resolves to `undefined` when the server holds nothing under `name`.
  */

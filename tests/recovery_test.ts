@@ -36,6 +36,7 @@ import {
   spawnProxy,
   spawnServer,
   STACK_LINE,
+  type TempDir,
   tempDir,
   unusedPort,
   writeAll,
@@ -153,12 +154,24 @@ function patientFlags(port: number): string[] {
   ];
 }
 
-Deno.test("send resumes after the sending client is killed with SIGKILL", async () => {
-  await using tmp = await tempDir();
+/**
+ * A random `BIG`-byte `big.bin` in `tmp`, its SHA-256, and the server folder
+ * `srv`; with `stored`, the server already holds the file as `big.bin`.
+ */
+async function bigFile(tmp: TempDir, options: { stored?: boolean } = {}) {
   const srv = tmp.join("srv");
   const file = tmp.join("big.bin");
   await writeRandomFile(file, BIG);
-  const expected = await sha256File(file);
+  if (options.stored) {
+    await Deno.mkdir(srv);
+    await Deno.copyFile(file, `${srv}/big.bin`);
+  }
+  return { srv, file, expected: await sha256File(file) };
+}
+
+Deno.test("send resumes after the sending client is killed with SIGKILL", async () => {
+  await using tmp = await tempDir();
+  const { srv, file, expected } = await bigFile(tmp);
   await using server = await spawnServer(["--dir", srv]);
   const stored = `${srv}/big.bin`;
   const args = [
@@ -197,10 +210,7 @@ Deno.test("send resumes after the sending client is killed with SIGKILL", async 
 
 Deno.test("send carries on when the server is killed with SIGKILL and restarted", async () => {
   await using tmp = await tempDir();
-  const srv = tmp.join("srv");
-  const file = tmp.join("big.bin");
-  await writeRandomFile(file, BIG);
-  const expected = await sha256File(file);
+  const { srv, file, expected } = await bigFile(tmp);
   const port = unusedPort();
   const serverArgs = ["--dir", srv, "--port", String(port)];
   await using first = await spawnServer(serverArgs);
@@ -228,13 +238,8 @@ Deno.test("send carries on when the server is killed with SIGKILL and restarted"
 
 Deno.test("get resumes after the receiving client is killed with SIGKILL", async () => {
   await using tmp = await tempDir();
-  const srv = tmp.join("srv");
-  const file = tmp.join("big.bin");
+  const { srv, expected } = await bigFile(tmp, { stored: true });
   const out = tmp.join("copy.bin");
-  await Deno.mkdir(srv);
-  await writeRandomFile(file, BIG);
-  await Deno.copyFile(file, `${srv}/big.bin`);
-  const expected = await sha256File(file);
   await using server = await spawnServer(["--dir", srv]);
   const args = [
     "get",
@@ -272,13 +277,8 @@ Deno.test("get resumes after the receiving client is killed with SIGKILL", async
 
 Deno.test("get carries on when the server is killed with SIGKILL and restarted", async () => {
   await using tmp = await tempDir();
-  const srv = tmp.join("srv");
-  const file = tmp.join("big.bin");
+  const { srv, expected } = await bigFile(tmp, { stored: true });
   const out = tmp.join("copy.bin");
-  await Deno.mkdir(srv);
-  await writeRandomFile(file, BIG);
-  await Deno.copyFile(file, `${srv}/big.bin`);
-  const expected = await sha256File(file);
   const port = unusedPort();
   const serverArgs = ["--dir", srv, "--port", String(port)];
   await using first = await spawnServer(serverArgs);

@@ -223,6 +223,11 @@ async function attributes(path: string): Promise<string> {
   }`;
 }
 
+/** Ordinary (not eager) gets a server has logged. */
+function ordinaryGets(log: string): number {
+  return log.match(/File split into \d+ chunks/g)?.length ?? 0;
+}
+
 /** Regular files under `dir`, recursively. */
 async function countFiles(dir: string): Promise<number> {
   let count = 0;
@@ -336,6 +341,7 @@ Deno.test("send and get of a folder keep 1,000 files with their names, modes and
 
   const back = tmp.join("back");
   await t.step("get recreates the tree: diff -r finds nothing", async () => {
+    const ordinaryBefore = ordinaryGets(server.log());
     const got = await runCli([
       "get",
       "tree",
@@ -350,6 +356,13 @@ Deno.test("send and get of a folder keep 1,000 files with their names, modes and
     assert.equal(result.files, FILES);
     assert.equal(result.bytes, made.bytes);
     assert.ok(!/ - INFO - .*\.bin/.test(got.stderr), "per-file INFO lines");
+    // Only files over one 4 KiB chunk take an ordinary get; the rest come eagerly.
+    let large = 0;
+    for (const file of made.files) {
+      if ((await Deno.stat(`${src}/${file}`)).size > 4096) large++;
+    }
+    assert.ok(large > 0);
+    assert.equal(ordinaryGets(server.log()) - ordinaryBefore, large);
     if (await hasCommand("diff")) {
       const diff = await new Deno.Command("diff", {
         args: ["-r", "-x", LINK, src, back],
@@ -793,6 +806,10 @@ Deno.test("get of a tree from a server that damages chunks still lands every fil
     /Simulating (packet loss|data corruption)/.test(damaging.log()),
     "the server damaged nothing",
   );
+  // Damaged eager gets were got again the ordinary way; the rest were not.
+  const ordinary = ordinaryGets(damaging.log());
+  assert.ok(ordinary > 0, "no damaged file was got again");
+  assert.ok(ordinary < made.files.length, "no file came by an eager get");
   for (const relative of made.files) {
     assert.deepEqual(
       await Deno.readFile(`${back}/${relative}`),

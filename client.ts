@@ -6,18 +6,18 @@
  * @module
  */
 
-import { chunkSizeOf } from "./chunk_reader.ts";
-import { chunkCount, ChunkStore } from "./chunk_store.ts";
-import { AuthenticationError, proofFor } from "./auth.ts";
-import type { CompressionMode } from "./compression.ts";
-import type { ErrorSimulator } from "./faults.ts";
+import { chunkSizeOf } from "./engine/chunk_reader.ts";
+import { chunkCount, ChunkStore } from "./engine/chunk_store.ts";
+import { AuthenticationError, proofFor } from "./security/auth.ts";
+import type { CompressionMode } from "./engine/compression.ts";
+import type { ErrorSimulator } from "./faults/simulator.ts";
 import {
   ConnectionError,
   FramedConnection,
   RemoteError,
-} from "./connection.ts";
-import type { TrustMode } from "./trust.ts";
-import { Logger } from "./log.ts";
+} from "./net/connection.ts";
+import type { TrustMode } from "./security/trust.ts";
+import { Logger } from "./base/log.ts";
 import {
   DEFAULT_CHUNK_SIZE,
   type DirEntry,
@@ -29,13 +29,13 @@ import {
   PROTOCOL_VERSION,
   ProtocolError,
 } from "./protocol.ts";
-import { receiveChunks } from "./receiver.ts";
-import { sendChunks } from "./sender.ts";
-import type { TransferStats } from "./transfer.ts";
-import type { ProgressEvent } from "./progress.ts";
-import { RateLimiter } from "./rate_limit.ts";
-import { type ReconnectOptions, withReconnect } from "./reconnect.ts";
-import { AGENT } from "./version.ts";
+import { receiveChunks } from "./engine/receiver.ts";
+import { sendChunks } from "./engine/sender.ts";
+import type { TransferStats } from "./engine/transfer.ts";
+import type { ProgressEvent } from "./cli/progress.ts";
+import { RateLimiter } from "./net/rate_limit.ts";
+import { type ReconnectOptions, withReconnect } from "./client/reconnect.ts";
+import { AGENT } from "./base/version.ts";
 
 /** Options for {@linkcode FtvClient.connect}. */
 export interface ConnectOptions {
@@ -146,7 +146,7 @@ export class FtvClient implements Disposable {
     const log = options.log ?? new Logger("FileTransferClient");
     options.signal?.throwIfAborted();
     const conn = options.tls
-      ? await (await import("./trust.ts")).connectTrusted(
+      ? await (await import("./security/trust.ts")).connectTrusted(
         host,
         port,
         options.tls,

@@ -7,8 +7,8 @@
  */
 
 import { roundTrip } from "./client.ts";
-import type { Io } from "./cli.ts";
-import { Logger, type LogLevel } from "./log.ts";
+import type { Io } from "./cli/main.ts";
+import { Logger, type LogLevel } from "./base/log.ts";
 import { serve, serveUntilSignal } from "./server.ts";
 
 /** Options for {@linkcode runDemo}. */

@@ -23,9 +23,9 @@ export type {
   TransferOptions,
   TransferResult,
 } from "./client.ts";
-export { getTree, sendTree, walkTree } from "./tree.ts";
-export type { CompressionMode } from "./compression.ts";
-export type { ProgressEvent } from "./progress.ts";
+export { getTree, sendTree, walkTree } from "./client/tree.ts";
+export type { CompressionMode } from "./engine/compression.ts";
+export type { ProgressEvent } from "./cli/progress.ts";
 export type {
   TreeEntry,
   TreeFile,
@@ -33,19 +33,19 @@ export type {
   TreeResult,
   Walk,
   WalkOptions,
-} from "./tree.ts";
+} from "./client/tree.ts";
 export { serve } from "./server.ts";
-export { startProxy } from "./proxy.ts";
+export { startProxy } from "./faults/proxy.ts";
 export type {
   FaultProxy,
   FaultProxyOptions,
   FaultProxyStats,
-} from "./proxy.ts";
+} from "./faults/proxy.ts";
 export type { FtvServer, ServeOptions } from "./server.ts";
-export { ConnectionError, RemoteError } from "./connection.ts";
-export { TransferError } from "./transfer.ts";
-export type { TransferStats } from "./transfer.ts";
-export { hashFile, hashFile as hash } from "./digest.ts";
+export { ConnectionError, RemoteError } from "./net/connection.ts";
+export { TransferError } from "./engine/transfer.ts";
+export type { TransferStats } from "./engine/transfer.ts";
+export { hashFile, hashFile as hash } from "./engine/digest.ts";
 export {
   encodeControl,
   encodeData,
@@ -62,16 +62,16 @@ export type {
   FileEntry,
   Frame,
 } from "./protocol.ts";
-export { EXIT, main } from "./cli.ts";
-export type { Io } from "./cli.ts";
-export { Logger } from "./log.ts";
-export type { LoggerOptions, LogLevel, LogSink } from "./log.ts";
-export { VERSION } from "./version.ts";
-export { ErrorSimulator } from "./faults.ts";
-export type { ChunkFate, ErrorSimulatorOptions } from "./faults.ts";
-export type { TrustMode } from "./trust.ts";
+export { EXIT, main } from "./cli/main.ts";
+export type { Io } from "./cli/main.ts";
+export { Logger } from "./base/log.ts";
+export type { LoggerOptions, LogLevel, LogSink } from "./base/log.ts";
+export { VERSION } from "./base/version.ts";
+export { ErrorSimulator } from "./faults/simulator.ts";
+export type { ChunkFate, ErrorSimulatorOptions } from "./faults/simulator.ts";
+export type { TrustMode } from "./security/trust.ts";
 
-import { main } from "./cli.ts";
+import { main } from "./cli/main.ts";
 
 if (import.meta.main) {
   Deno.exit(await main(Deno.args));

@@ -6,29 +6,33 @@
  * @module
  */
 
-import { chunkSizeOf } from "./chunk_reader.ts";
+import { chunkSizeOf } from "./engine/chunk_reader.ts";
 import {
   AuthThrottle,
   isLoopback,
   newChallenge,
   proofMatches,
-} from "./auth.ts";
-import { Catalog } from "./catalog.ts";
+} from "./security/auth.ts";
+import { Catalog } from "./server/catalog.ts";
 import {
   ChunkCompressor,
   COMPRESSION_MODES,
   type CompressionMode,
-} from "./compression.ts";
-import { chunkCount, ChunkStore, removeIfPresent } from "./chunk_store.ts";
+} from "./engine/compression.ts";
+import {
+  chunkCount,
+  ChunkStore,
+  removeIfPresent,
+} from "./engine/chunk_store.ts";
 import {
   ConnectionError,
   errorCodeOf,
   FramedConnection,
   RemoteError,
-} from "./connection.ts";
-import { ErrorSimulator } from "./faults.ts";
-import { Logger } from "./log.ts";
-import { PART_SUFFIX, pathProblem, STATE_SUFFIX } from "./names.ts";
+} from "./net/connection.ts";
+import { ErrorSimulator } from "./faults/simulator.ts";
+import { Logger } from "./base/log.ts";
+import { PART_SUFFIX, pathProblem, STATE_SUFFIX } from "./protocol/names.ts";
 import {
   type ControlOf,
   DATA_FRAME_OVERHEAD,
@@ -43,10 +47,10 @@ import {
   PROTOCOL_VERSION,
   ProtocolError,
 } from "./protocol.ts";
-import { receiveChunks, receiveEager } from "./receiver.ts";
-import { sendChunks } from "./sender.ts";
-import { TransferError } from "./transfer.ts";
-import { AGENT } from "./version.ts";
+import { receiveChunks, receiveEager } from "./engine/receiver.ts";
+import { sendChunks } from "./engine/sender.ts";
+import { TransferError } from "./engine/transfer.ts";
+import { AGENT } from "./base/version.ts";
 
 /** Most repair rounds the server grants one upload. */
 export const MAX_SERVER_ROUNDS = 100;
@@ -192,7 +196,7 @@ async function listen(
   }
   if (tls === true) {
     // Loaded on demand: certificate code costs every plain start-up time.
-    const { ensureServerCertificates } = await import("./tls.ts");
+    const { ensureServerCertificates } = await import("./security/tls.ts");
     const certificates = await ensureServerCertificates(dir);
     return {
       listener: Deno.listenTls({
@@ -204,7 +208,7 @@ async function listen(
       caFingerprint: certificates.caFingerprint,
     };
   }
-  const { loadCertificates } = await import("./tls.ts");
+  const { loadCertificates } = await import("./security/tls.ts");
   const { certPem, keyPem } = await loadCertificates(tls.certFile, tls.keyFile);
   return {
     listener: Deno.listenTls({ hostname, port, cert: certPem, key: keyPem }),

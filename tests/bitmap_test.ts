@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ChunkBitmap } from "../bitmap.ts";
+import { ChunkBitmap } from "../engine/bitmap.ts";
 
 Deno.test({
   name: "ChunkBitmap starts empty and tracks added chunks",

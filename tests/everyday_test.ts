@@ -11,13 +11,13 @@ import {
   chunkSizeFor,
   COMPRESSION_FLAG,
   decodeChunk,
-} from "../compression.ts";
+} from "../engine/compression.ts";
 import {
   formatBytes,
   formatDuration,
   type ProgressEvent,
   ProgressReporter,
-} from "../progress.ts";
+} from "../cli/progress.ts";
 import {
   type CliResult,
   denoArgs,

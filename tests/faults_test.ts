@@ -1,7 +1,11 @@
 import assert from "node:assert/strict";
-import { type ChunkFate, ErrorSimulator, REORDER_WINDOW } from "../faults.ts";
-import { Logger } from "../log.ts";
-import { Rng } from "../rng.ts";
+import {
+  type ChunkFate,
+  ErrorSimulator,
+  REORDER_WINDOW,
+} from "../faults/simulator.ts";
+import { Logger } from "../base/log.ts";
+import { Rng } from "../faults/rng.ts";
 
 function fates(simulator: ErrorSimulator, count: number): ChunkFate[] {
   return Array.from({ length: count }, (_, seq) => simulator.fate(seq));

@@ -6,7 +6,7 @@ import {
   nameProblem,
   PART_SUFFIX,
   STATE_SUFFIX,
-} from "../names.ts";
+} from "../protocol/names.ts";
 
 const encoder = new TextEncoder();
 

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { Logger } from "../log.ts";
+import { Logger } from "../base/log.ts";
 import {
   type FaultProxyOptions,
   PACKET_BYTES,
   parseHostPort,
   startProxy,
-} from "../proxy.ts";
+} from "../faults/proxy.ts";
 
 const MiB = 1024 * 1024;
 

@@ -9,16 +9,16 @@
  */
 
 import assert from "node:assert/strict";
-import { ChunkBitmap } from "../bitmap.ts";
-import { chunkCount } from "../chunk_store.ts";
+import { ChunkBitmap } from "../engine/bitmap.ts";
+import { chunkCount } from "../engine/chunk_store.ts";
 import {
   encodeControl,
   encodeData,
   FrameReader,
   PROTOCOL_VERSION,
 } from "../protocol.ts";
-import { PART_SUFFIX, STATE_SUFFIX } from "../names.ts";
-import { Rng } from "../rng.ts";
+import { PART_SUFFIX, STATE_SUFFIX } from "../protocol/names.ts";
+import { Rng } from "../faults/rng.ts";
 import {
   type CliProcess,
   type CliResult,

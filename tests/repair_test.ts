@@ -5,9 +5,9 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { ChunkBitmap } from "../bitmap.ts";
-import { ChunkStore, MAX_AHEAD_BYTES } from "../chunk_store.ts";
-import { ErrorSimulator } from "../faults.ts";
+import { ChunkBitmap } from "../engine/bitmap.ts";
+import { ChunkStore, MAX_AHEAD_BYTES } from "../engine/chunk_store.ts";
+import { ErrorSimulator } from "../faults/simulator.ts";
 import { get, Logger, send } from "../mod.ts";
 import {
   type ControlMessage,
@@ -15,7 +15,7 @@ import {
   encodeData,
   type Frame,
 } from "../protocol.ts";
-import { MAX_EARLY_ASKS, OVERDUE_DISTANCE } from "../transfer.ts";
+import { MAX_EARLY_ASKS, OVERDUE_DISTANCE } from "../engine/transfer.ts";
 import {
   LogCapture,
   nextFrame,

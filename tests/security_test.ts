@@ -9,15 +9,15 @@
  */
 
 import assert from "node:assert/strict";
-import { AuthThrottle, proofFor, proofMatches } from "../auth.ts";
-import { RemoteError } from "../connection.ts";
+import { AuthThrottle, proofFor, proofMatches } from "../security/auth.ts";
+import { RemoteError } from "../net/connection.ts";
 import {
   hostileNames,
   runFuzz,
   snapshotTree,
   strayEntries,
   verifyGoodClient,
-} from "../fuzz.ts";
+} from "../tools/fuzz/main.ts";
 import { FtvClient, serve } from "../mod.ts";
 import {
   type ControlMessage,

@@ -7,7 +7,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { Logger, type LogLevel } from "../log.ts";
+import { Logger, type LogLevel } from "../base/log.ts";
 import {
   type ControlMessage,
   encodeControl,

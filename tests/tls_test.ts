@@ -11,9 +11,13 @@ import {
   loadCertificates,
   normalizeFingerprint,
   type ServerCertificates,
-} from "../tls.ts";
-import { connectTrusted, defaultKnownHostsPath, TrustError } from "../trust.ts";
-import { ConnectionError } from "../connection.ts";
+} from "../security/tls.ts";
+import {
+  connectTrusted,
+  defaultKnownHostsPath,
+  TrustError,
+} from "../security/trust.ts";
+import { ConnectionError } from "../net/connection.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -8,7 +8,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { encodeControl, encodeData, type Frame, serve } from "../mod.ts";
-import { MAX_PATH_BYTES, MAX_PATH_DEPTH, pathProblem } from "../names.ts";
+import {
+  MAX_PATH_BYTES,
+  MAX_PATH_DEPTH,
+  pathProblem,
+} from "../protocol/names.ts";
 import {
   type ControlMessage,
   type ControlOf,

@@ -11,17 +11,17 @@ import type { ChunkBitmap } from "./bitmap.ts";
 import { ChunkReader } from "./chunk_reader.ts";
 import { bytesHeld, chunkCount } from "./chunk_store.ts";
 import { ChunkCompressor, type CompressionMode } from "./compression.ts";
-import { type FramedConnection, RemoteError } from "./connection.ts";
-import type { ErrorSimulator } from "./faults.ts";
-import type { Logger } from "./log.ts";
+import { type FramedConnection, RemoteError } from "../net/connection.ts";
+import type { ErrorSimulator } from "../faults/simulator.ts";
+import type { Logger } from "../base/log.ts";
 import {
   type ControlMessage,
   DATA_FRAME_OVERHEAD,
   encodeData,
   ProtocolError,
   sealDataFrame,
-} from "./protocol.ts";
-import type { RateLimiter } from "./rate_limit.ts";
+} from "../protocol.ts";
+import type { RateLimiter } from "../net/rate_limit.ts";
 import {
   decodeBitmap,
   encodeChecksums,

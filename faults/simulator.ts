@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { Logger } from "./log.ts";
+import type { Logger } from "../base/log.ts";
 import { Rng } from "./rng.ts";
 
 /**

@@ -15,10 +15,10 @@ import {
   ConnectionError,
   type FramedConnection,
   RemoteError,
-} from "./connection.ts";
-import type { Logger } from "./log.ts";
-import { ERROR_CODE, ProtocolError } from "./protocol.ts";
-import type { RateLimiter } from "./rate_limit.ts";
+} from "../net/connection.ts";
+import type { Logger } from "../base/log.ts";
+import { ERROR_CODE, ProtocolError } from "../protocol.ts";
+import type { RateLimiter } from "../net/rate_limit.ts";
 import {
   decodeChecksums,
   formatSeqs,

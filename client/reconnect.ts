@@ -7,10 +7,10 @@
  * @module
  */
 
-import { ConnectionError, RemoteError } from "./connection.ts";
-import type { Logger } from "./log.ts";
-import { ERROR_CODE, ProtocolError } from "./protocol.ts";
-import { TransferError } from "./transfer.ts";
+import { ConnectionError, RemoteError } from "../net/connection.ts";
+import type { Logger } from "../base/log.ts";
+import { ERROR_CODE, ProtocolError } from "../protocol.ts";
+import { TransferError } from "../engine/transfer.ts";
 
 /** Options for {@linkcode withReconnect}. */
 export interface ReconnectOptions {

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { Logger } from "./log.ts";
+import { Logger } from "../base/log.ts";
 import { Rng } from "./rng.ts";
 
 /** Bytes in one packet, the unit that faults apply to. */

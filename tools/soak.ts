@@ -20,14 +20,14 @@
  */
 
 import { parseArgs } from "node:util";
-import { writeRandomFile } from "./demo.ts";
-import { hashFile } from "./digest.ts";
-import { Logger } from "./log.ts";
-import { PART_SUFFIX, STATE_SUFFIX } from "./names.ts";
-import { type FaultProxyOptions, startProxy } from "./proxy.ts";
-import { Rng } from "./rng.ts";
+import { writeRandomFile } from "../demo.ts";
+import { hashFile } from "../engine/digest.ts";
+import { Logger } from "../base/log.ts";
+import { PART_SUFFIX, STATE_SUFFIX } from "../protocol/names.ts";
+import { type FaultProxyOptions, startProxy } from "../faults/proxy.ts";
+import { Rng } from "../faults/rng.ts";
 
-const MOD_PATH = new URL("./mod.ts", import.meta.url).pathname;
+const MOD_PATH = new URL("../mod.ts", import.meta.url).pathname;
 const CHILD_ARGS = [
   "run",
   "--allow-net",

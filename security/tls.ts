@@ -19,7 +19,7 @@
 
 import * as x509 from "@peculiar/x509";
 import { join } from "node:path";
-import { META_DIR } from "./names.ts";
+import { META_DIR } from "../protocol/names.ts";
 
 /** What a server needs to listen with TLS, and what clients pin. */
 export interface ServerCertificates {

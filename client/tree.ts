@@ -23,19 +23,19 @@ import {
   DEFAULT_MAX_RETRIES,
   FtvClient,
   reconnectOptions,
-} from "./client.ts";
-import type { ClientOptions } from "./client.ts";
+} from "../client.ts";
+import type { ClientOptions } from "../client.ts";
 import {
   ChunkCompressor,
   type CompressionMode,
   decodeChunk,
-} from "./compression.ts";
-import { writeWhole } from "./chunk_store.ts";
-import { type FramedConnection, RemoteError } from "./connection.ts";
-import { hashFile } from "./digest.ts";
-import { Logger } from "./log.ts";
-import { pathProblem } from "./names.ts";
-import type { ProgressEvent } from "./progress.ts";
+} from "../engine/compression.ts";
+import { writeWhole } from "../engine/chunk_store.ts";
+import { type FramedConnection, RemoteError } from "../net/connection.ts";
+import { hashFile } from "../engine/digest.ts";
+import { Logger } from "../base/log.ts";
+import { pathProblem } from "../protocol/names.ts";
+import type { ProgressEvent } from "../cli/progress.ts";
 import {
   type ControlMessage,
   type ControlOf,
@@ -44,11 +44,11 @@ import {
   encodeData,
   ERROR_CODE,
   ProtocolError,
-} from "./protocol.ts";
-import { RateLimiter } from "./rate_limit.ts";
+} from "../protocol.ts";
+import { RateLimiter } from "../net/rate_limit.ts";
 import { withReconnect } from "./reconnect.ts";
-import { sendChunks } from "./sender.ts";
-import { TransferError } from "./transfer.ts";
+import { sendChunks } from "../engine/sender.ts";
+import { TransferError } from "../engine/transfer.ts";
 
 /** Most eager files written before their replies arrive. */
 export const WINDOW_FILES = 256;

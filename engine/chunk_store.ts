@@ -14,7 +14,11 @@
 import { createHash, type Hash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { ChunkBitmap } from "./bitmap.ts";
-import { PART_SUFFIX, STATE_SUFFIX, STATE_TEMP_SUFFIX } from "./names.ts";
+import {
+  PART_SUFFIX,
+  STATE_SUFFIX,
+  STATE_TEMP_SUFFIX,
+} from "../protocol/names.ts";
 
 /** What identifies the file being received. */
 export interface Manifest {

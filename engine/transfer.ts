@@ -15,8 +15,8 @@
 
 import { Buffer } from "node:buffer";
 import { ChunkBitmap } from "./bitmap.ts";
-import { REORDER_WINDOW } from "./faults.ts";
-import { ProtocolError } from "./protocol.ts";
+import { REORDER_WINDOW } from "../faults/simulator.ts";
+import { ProtocolError } from "../protocol.ts";
 
 /** A transfer that ended without a verified file; the message says why. */
 export class TransferError extends Error {

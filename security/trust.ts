@@ -23,7 +23,7 @@
 
 import { connect as nodeTlsConnect } from "node:tls";
 import { dirname, join } from "node:path";
-import { ConnectionError } from "./connection.ts";
+import { ConnectionError } from "../net/connection.ts";
 import {
   embeddedCaOf,
   fingerprintOfPem,

@@ -9,8 +9,8 @@
  */
 
 import { createHash } from "node:crypto";
-import { writeWhole } from "./chunk_store.ts";
-import { hashFile } from "./digest.ts";
+import { writeWhole } from "../engine/chunk_store.ts";
+import { hashFile } from "../engine/digest.ts";
 import {
   META_DIR,
   nameProblem,
@@ -18,8 +18,8 @@ import {
   PART_SUFFIX,
   STATE_SUFFIX,
   STATE_TEMP_SUFFIX,
-} from "./names.ts";
-import type { DirEntry, FileEntry } from "./protocol.ts";
+} from "../protocol/names.ts";
+import type { DirEntry, FileEntry } from "../protocol.ts";
 
 interface CachedDigest {
   size: number;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { LogSink } from "./log.ts";
+import type { LogSink } from "../base/log.ts";
 
 /** Where a transfer stands, as reported to a progress callback. */
 export interface ProgressEvent {

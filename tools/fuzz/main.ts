@@ -19,16 +19,16 @@
 import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { parseArgs } from "node:util";
-import { FtvClient } from "./client.ts";
-import { hashFile } from "./digest.ts";
-import { Logger } from "./log.ts";
+import { FtvClient } from "../../client.ts";
+import { hashFile } from "../../engine/digest.ts";
+import { Logger } from "../../base/log.ts";
 import {
   MAX_NAME_BYTES,
   META_DIR,
   nameProblem,
   PART_SUFFIX,
   STATE_SUFFIX,
-} from "./names.ts";
+} from "../../protocol/names.ts";
 import {
   type ControlMessage,
   encodeControl,
@@ -41,9 +41,9 @@ import {
   MAX_CONTROL_BYTES,
   MAX_FRAME_BYTES,
   PROTOCOL_VERSION,
-} from "./protocol.ts";
-import { Rng } from "./rng.ts";
-import { serve } from "./server.ts";
+} from "../../protocol.ts";
+import { Rng } from "../../faults/rng.ts";
+import { serve } from "../../server.ts";
 
 /**
  * Names a server must refuse with `bad_name`: each would leave the folder,

@@ -17,7 +17,7 @@ import {
   type Frame,
   FrameReader,
   ProtocolError,
-} from "./protocol.ts";
+} from "../protocol.ts";
 
 /** The peer sent an `error` frame. */
 export class RemoteError extends Error {

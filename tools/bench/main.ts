@@ -36,10 +36,12 @@
 
 import { createHash, randomFillSync } from "node:crypto";
 import { parseArgs } from "node:util";
-import { Rng } from "./rng.ts";
+import { Rng } from "../../faults/rng.ts";
 
 const HOST = "127.0.0.1";
-const MOD = decodeURIComponent(new URL("./mod.ts", import.meta.url).pathname);
+const MOD = decodeURIComponent(
+  new URL("../../mod.ts", import.meta.url).pathname,
+);
 const ROOT = MOD.slice(0, MOD.lastIndexOf("/"));
 const DENO = Deno.execPath();
 const DENO_FLAGS = ["run", "--allow-net", "--allow-read", "--allow-write"];

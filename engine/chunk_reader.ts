@@ -12,7 +12,7 @@ import {
   allocDataFrame,
   DATA_FRAME_OVERHEAD,
   MAX_CHUNK_BYTES,
-} from "./protocol.ts";
+} from "../protocol.ts";
 import { TransferError } from "./transfer.ts";
 
 /**

@@ -14,27 +14,30 @@ import {
   roundTrip,
   send,
   type TransferResult,
-} from "./client.ts";
-import { AuthenticationError } from "./auth.ts";
-import { COMPRESSION_MODES, type CompressionMode } from "./compression.ts";
-import { hashFile } from "./digest.ts";
-import { parseHostPort, startProxy } from "./proxy.ts";
-import type { TrustMode } from "./trust.ts";
-import { parseBytes } from "./rate_limit.ts";
-import { ConnectionError, RemoteError } from "./connection.ts";
-import { runDemo } from "./demo.ts";
-import { ErrorSimulator } from "./faults.ts";
-import { Logger, type LogLevel, stderrSink } from "./log.ts";
+} from "../client.ts";
+import { AuthenticationError } from "../security/auth.ts";
+import {
+  COMPRESSION_MODES,
+  type CompressionMode,
+} from "../engine/compression.ts";
+import { hashFile } from "../engine/digest.ts";
+import { parseHostPort, startProxy } from "../faults/proxy.ts";
+import type { TrustMode } from "../security/trust.ts";
+import { parseBytes } from "../net/rate_limit.ts";
+import { ConnectionError, RemoteError } from "../net/connection.ts";
+import { runDemo } from "../demo.ts";
+import { ErrorSimulator } from "../faults/simulator.ts";
+import { Logger, type LogLevel, stderrSink } from "../base/log.ts";
 import {
   formatBytes,
   type ProgressMode,
   ProgressReporter,
 } from "./progress.ts";
-import { ProtocolError } from "./protocol.ts";
-import { type ServeOptions, serveUntilSignal } from "./server.ts";
-import { TransferError } from "./transfer.ts";
-import type { TreeOptions, TreeResult, Walk } from "./tree.ts";
-import { VERSION } from "./version.ts";
+import { ProtocolError } from "../protocol.ts";
+import { type ServeOptions, serveUntilSignal } from "../server.ts";
+import { TransferError } from "../engine/transfer.ts";
+import type { TreeOptions, TreeResult, Walk } from "../client/tree.ts";
+import { VERSION } from "../base/version.ts";
 
 /** Exit codes. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, auth: 3 } as const;
@@ -503,7 +506,7 @@ async function run(
             } is none`,
           );
         }
-        const { getTree } = await import("./tree.ts");
+        const { getTree } = await import("../client/tree.ts");
         const tree = await getTree(name, {
           ...transfer,
           ...optional("out", out),
@@ -620,7 +623,7 @@ async function clientTls(values: Values): Promise<TrustMode | undefined> {
   }
   if (pin !== undefined) {
     try {
-      const { normalizeFingerprint } = await import("./tls.ts");
+      const { normalizeFingerprint } = await import("../security/tls.ts");
       return { kind: "pin", fingerprint: normalizeFingerprint(pin) };
     } catch (error) {
       throw new UsageError(`--pin: ${(error as Error).message}`);
@@ -631,7 +634,7 @@ async function clientTls(values: Values): Promise<TrustMode | undefined> {
   return {
     kind: "tofu",
     knownHostsPath: knownHosts ??
-      (await import("./trust.ts")).defaultKnownHostsPath(),
+      (await import("../security/trust.ts")).defaultKnownHostsPath(),
   };
 }
 
@@ -782,7 +785,7 @@ async function sendPaths(
       );
     }
   }
-  const { sendTree, walkTree } = await import("./tree.ts");
+  const { sendTree, walkTree } = await import("../client/tree.ts");
   const walkOptions = {
     ...optional("as", values.as as string | undefined),
     followSymlinks: values["follow-symlinks"] === true,

@@ -6,29 +6,16 @@
  * @module
  */
 
+import { chunkSizeRefusal } from "./engine/chunks.ts";
 import { chunkSizeOf } from "./engine/chunk_reader.ts";
-import { chunkCount, ChunkStore } from "./engine/chunk_store.ts";
-import { AuthenticationError, proofFor } from "./security/auth.ts";
+import { ChunkStore } from "./engine/chunk_store.ts";
+import { proofFor } from "./security/auth.ts";
 import type { CompressionMode } from "./engine/compression.ts";
 import type { ErrorSimulator } from "./faults/simulator.ts";
-import {
-  ConnectionError,
-  FramedConnection,
-  RemoteError,
-} from "./net/connection.ts";
+import { FramedConnection } from "./net/connection.ts";
 import type { TrustMode } from "./security/trust.ts";
 import { Logger } from "./base/log.ts";
-import {
-  DEFAULT_CHUNK_SIZE,
-  type DirEntry,
-  ERROR_CODE,
-  type FileEntry,
-  MAX_CHUNK_BYTES,
-  MAX_CHUNKS_PER_FILE,
-  MIN_CHUNK_BYTES,
-  PROTOCOL_VERSION,
-  ProtocolError,
-} from "./protocol.ts";
+import { type DirEntry, type FileEntry, PROTOCOL_VERSION } from "./protocol.ts";
 import { receiveChunks } from "./engine/receiver.ts";
 import { sendChunks } from "./engine/sender.ts";
 import type { TransferStats } from "./engine/transfer.ts";
@@ -36,6 +23,15 @@ import type { ProgressEvent } from "./cli/progress.ts";
 import { RateLimiter } from "./net/rate_limit.ts";
 import { type ReconnectOptions, withReconnect } from "./client/reconnect.ts";
 import { AGENT } from "./base/version.ts";
+import {
+  AuthenticationError,
+  ConnectionError,
+  ERROR_CODE,
+  ProtocolError,
+  RemoteError,
+} from "./base/errors.ts";
+import { chunkCount } from "./engine/chunks.ts";
+import { DEFAULT_CHUNK_SIZE } from "./engine/chunks.ts";
 
 /** Options for {@linkcode FtvClient.connect}. */
 export interface ConnectOptions {
@@ -249,12 +245,7 @@ export class FtvClient implements Disposable {
       compress: options.compress ?? "auto",
     });
     const offer = await this.#fc.expect("offer");
-    checkChunkSize(offer.chunkSize);
-    if (chunkCount(offer.size, offer.chunkSize) > MAX_CHUNKS_PER_FILE) {
-      throw new ProtocolError(
-        `Cannot receive ${name}: ${offer.size} bytes is too many chunks`,
-      );
-    }
+    checkChunkSize(offer.chunkSize, offer.size);
     const path = options.out ?? basename(name);
     const store = await ChunkStore.open(path, {
       name: offer.name,
@@ -503,10 +494,11 @@ async function connectWithTimeout(
   }
 }
 
-function checkChunkSize(chunkSize: number): void {
-  if (chunkSize < MIN_CHUNK_BYTES || chunkSize > MAX_CHUNK_BYTES) {
+function checkChunkSize(chunkSize: number, size = 0): void {
+  const refused = chunkSizeRefusal(chunkSize, size);
+  if (refused) {
     throw new ProtocolError(
-      `Cannot use chunk size ${chunkSize}: outside ${MIN_CHUNK_BYTES}..${MAX_CHUNK_BYTES}`,
+      `Cannot use the server's chunks: ${refused.reason}`,
     );
   }
 }

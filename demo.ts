@@ -9,14 +9,18 @@
 import { roundTrip } from "./client.ts";
 import type { Io } from "./cli/main.ts";
 import { Logger, type LogLevel } from "./base/log.ts";
-import { serve, serveUntilSignal } from "./server.ts";
+import {
+  serve,
+  serveUntilSignal,
+  type SimulateErrorsOptions,
+} from "./server.ts";
 
 /** Options for {@linkcode runDemo}. */
 export interface DemoOptions {
   /** Size of the random test file in KB. @default 10 */
   testFileSizeKb: number;
-  simulateErrors: boolean;
-  errorRate: number;
+  /** Lose, damage and reorder the server's chunks, at this rate and seed. */
+  simulateErrors: false | SimulateErrorsOptions;
   /** @default 1024, the seed's chunk size, so chunks and errors are visible */
   chunkSize: number;
   maxRetries: number;
@@ -25,7 +29,6 @@ export interface DemoOptions {
   file?: string;
   host: string;
   port: number;
-  seed?: number;
   level: LogLevel;
 }
 
@@ -58,8 +61,6 @@ export async function runDemo(options: DemoOptions, io: Io): Promise<number> {
   const serverOptions = {
     chunkSize: options.chunkSize,
     simulateErrors: options.simulateErrors,
-    errorRate: options.errorRate,
-    ...(options.seed === undefined ? {} : { seed: options.seed }),
     log: log.child("FileTransferServer"),
   };
   if (options.mode === "server") {

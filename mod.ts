@@ -42,27 +42,22 @@ export type {
   FaultProxyStats,
 } from "./faults/proxy.ts";
 export type { FtvServer, ServeOptions } from "./server.ts";
-export { ConnectionError, RemoteError } from "./net/connection.ts";
-export { TransferError } from "./engine/transfer.ts";
 export type { TransferStats } from "./engine/transfer.ts";
 export { hashFile, hashFile as hash } from "./engine/digest.ts";
 export {
   encodeControl,
   encodeData,
-  ERROR_CODE,
   FrameDecoderStream,
   PROTOCOL_VERSION,
-  ProtocolError,
 } from "./protocol.ts";
 export type {
   ControlMessage,
   DataFrame,
   DirEntry,
-  ErrorCode,
   FileEntry,
   Frame,
 } from "./protocol.ts";
-export { EXIT, main } from "./cli/main.ts";
+export { main } from "./cli/main.ts";
 export type { Io } from "./cli/main.ts";
 export { Logger } from "./base/log.ts";
 export type { LoggerOptions, LogLevel, LogSink } from "./base/log.ts";
@@ -70,6 +65,15 @@ export { VERSION } from "./base/version.ts";
 export { ErrorSimulator } from "./faults/simulator.ts";
 export type { ChunkFate, ErrorSimulatorOptions } from "./faults/simulator.ts";
 export type { TrustMode } from "./security/trust.ts";
+export {
+  ConnectionError,
+  ERROR_CODE,
+  type ErrorCode,
+  EXIT,
+  ProtocolError,
+  RemoteError,
+  TransferError,
+} from "./base/errors.ts";
 
 import { main } from "./cli/main.ts";
 

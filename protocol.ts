@@ -12,6 +12,7 @@
  * @module
  */
 
+import { type ErrorCode, ProtocolError } from "./base/errors.ts";
 import { crc32 } from "node:zlib";
 
 /** Version spoken in `hello`; a peer with another version gets an error. */
@@ -22,14 +23,8 @@ export const FRAME_KIND = { control: 1, data: 2 } as const;
 
 /** Largest chunk payload a peer may announce or send. */
 export const MAX_CHUNK_BYTES = 16 * 1024 * 1024;
-/** Smallest chunk size a peer may announce. */
-export const MIN_CHUNK_BYTES = 512;
 /** Most entries (files and folders) in one `listing`, so it stays under the control cap. */
 export const LISTING_PAGE_ENTRIES = 10_000;
-/** Chunk size used unless told otherwise: large I/O is cheap I/O. */
-export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
-/** Most chunks one file may have. */
-export const MAX_CHUNKS_PER_FILE = 1 << 24;
 /** Largest JSON control message accepted. */
 export const MAX_CONTROL_BYTES = 4 * 1024 * 1024;
 /** Bytes of a data frame body before the payload. */
@@ -38,24 +33,6 @@ export const DATA_HEADER_BYTES = 13;
 export const MAX_FRAME_BYTES = 1 + DATA_HEADER_BYTES + MAX_CHUNK_BYTES;
 /** Bytes in front of every frame body: the length prefix and the kind. */
 export const FRAME_PREFIX_BYTES = 5;
-
-/** Error codes carried by `error` messages. */
-export const ERROR_CODE = {
-  badRequest: "bad_request",
-  badName: "bad_name",
-  notFound: "not_found",
-  busy: "busy",
-  unauthorized: "unauthorized",
-  tooLarge: "too_large",
-  unsupportedVersion: "unsupported_version",
-  digestMismatch: "digest_mismatch",
-  tooManyRetries: "too_many_retries",
-  protocol: "protocol_error",
-  internal: "internal_error",
-} as const;
-
-/** One of {@linkcode ERROR_CODE}'s values. */
-export type ErrorCode = typeof ERROR_CODE[keyof typeof ERROR_CODE];
 
 /** A stored file as `list` reports it. */
 export interface FileEntry {
@@ -226,15 +203,6 @@ export interface DataFrame {
 
 /** A decoded frame: a control message or a data chunk. */
 export type Frame = { kind: "control"; message: ControlMessage } | DataFrame;
-
-/** The peer broke the protocol: the connection cannot continue. */
-export class ProtocolError extends Error {
-  /** Builds the error; `cause` is passed through. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "ProtocolError";
-  }
-}
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { chunkSizeRefusal } from "./engine/chunks.ts";
 import { chunkSizeOf } from "./engine/chunk_reader.ts";
 import {
   AuthThrottle,
@@ -19,38 +20,32 @@ import {
   COMPRESSION_MODES,
   type CompressionMode,
 } from "./engine/compression.ts";
-import {
-  chunkCount,
-  ChunkStore,
-  removeIfPresent,
-} from "./engine/chunk_store.ts";
-import {
-  ConnectionError,
-  errorCodeOf,
-  FramedConnection,
-  RemoteError,
-} from "./net/connection.ts";
+import { ChunkStore, removeIfPresent } from "./engine/chunk_store.ts";
+import { FramedConnection } from "./net/connection.ts";
 import { ErrorSimulator } from "./faults/simulator.ts";
 import { Logger } from "./base/log.ts";
 import { PART_SUFFIX, pathProblem, STATE_SUFFIX } from "./protocol/names.ts";
 import {
   type ControlOf,
   DATA_FRAME_OVERHEAD,
-  DEFAULT_CHUNK_SIZE,
   encodeData,
-  ERROR_CODE,
   type FileEntry,
   LISTING_PAGE_ENTRIES,
-  MAX_CHUNK_BYTES,
-  MAX_CHUNKS_PER_FILE,
-  MIN_CHUNK_BYTES,
   PROTOCOL_VERSION,
-  ProtocolError,
 } from "./protocol.ts";
 import { receiveChunks, receiveEager } from "./engine/receiver.ts";
 import { sendChunks } from "./engine/sender.ts";
-import { TransferError } from "./engine/transfer.ts";
 import { AGENT } from "./base/version.ts";
+import {
+  ConnectionError,
+  ERROR_CODE,
+  errorCodeOf,
+  ProtocolError,
+  RemoteError,
+  TransferError,
+} from "./base/errors.ts";
+import { chunkCount } from "./engine/chunks.ts";
+import { DEFAULT_CHUNK_SIZE } from "./engine/chunks.ts";
 
 /** Most repair rounds the server grants one upload. */
 export const MAX_SERVER_ROUNDS = 100;
@@ -69,12 +64,12 @@ export interface ServeOptions {
   dir?: string;
   /** Bytes per chunk for files this server sends. @default 1048576 */
   chunkSize?: number;
-  /** Damage outgoing chunks like the seed did (loss, corruption, reordering). @default false */
-  simulateErrors?: boolean;
-  /** Probability that a chunk is lost or corrupted when simulating. @default 0.1 */
-  errorRate?: number;
-  /** Seed for the error simulation. */
-  seed?: number;
+  /**
+   * Damage outgoing chunks like the seed did (loss, corruption, reordering):
+   * `true` with the defaults (rate 0.1, random seed), or the rate and seed.
+   * @default false
+   */
+  simulateErrors?: boolean | SimulateErrorsOptions;
   /** Sync received files to disk before they take their final name. @default true */
   fsync?: boolean;
   /** Milliseconds a connection may stay silent mid-request. @default 60000 */
@@ -83,10 +78,12 @@ export interface ServeOptions {
   handshakeTimeoutMs?: number;
   /** Connections served at once; more are refused with `busy`. @default 64 */
   maxConnections?: number;
-  /** Clients must prove they know this token (HMAC challenge; never sent). */
-  token?: string;
-  /** Allow serving a non-loopback address without a token. @default false */
-  noAuth?: boolean;
+  /**
+   * Who may connect. `{ token }`: clients must prove they know the token
+   * (HMAC challenge; it never crosses the wire). `"anyone"`: no token, even
+   * on a non-loopback address. Unset: no token, and only a loopback `host`.
+   */
+  auth?: { token: string } | "anyone";
   /** Largest file accepted, in bytes. @default unlimited */
   maxFileSize?: number;
   /** Most bytes all stored files may take together. @default unlimited */
@@ -100,6 +97,14 @@ export interface ServeOptions {
   signal?: AbortSignal;
   /** Logger; its level decides what is printed. */
   log?: Logger;
+}
+
+/** How a server simulating errors damages chunks. */
+export interface SimulateErrorsOptions {
+  /** Probability that a chunk is lost or corrupted. @default 0.1 */
+  errorRate?: number;
+  /** Seed for reproducible damage. @default random */
+  seed?: number;
 }
 
 /** A running server. */
@@ -126,16 +131,15 @@ export interface FtvServer extends AsyncDisposable {
  */
 export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
-  if (
-    !Number.isInteger(chunkSize) || chunkSize < MIN_CHUNK_BYTES ||
-    chunkSize > MAX_CHUNK_BYTES
-  ) {
-    throw new RangeError(
-      `Cannot serve: chunk size ${chunkSize} is outside ${MIN_CHUNK_BYTES}..${MAX_CHUNK_BYTES}`,
-    );
+  const badChunkSize = chunkSizeRefusal(chunkSize);
+  if (badChunkSize) {
+    throw new RangeError(`Cannot serve: ${badChunkSize.reason}`);
   }
   const host = options.host ?? "localhost";
-  if (!isLoopback(host) && !options.token && !options.noAuth) {
+  const token = typeof options.auth === "object"
+    ? options.auth.token
+    : undefined;
+  if (!isLoopback(host) && options.auth === undefined) {
     throw new RangeError(
       `Cannot serve on ${host} without a token: set --token or FTV_TOKEN, or pass --no-auth to serve anyone who connects`,
     );
@@ -149,12 +153,11 @@ export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
     dir,
     options.tls,
   );
-  const simulator = options.simulateErrors
-    ? new ErrorSimulator({
-      errorRate: options.errorRate ?? 0.1,
-      ...(options.seed === undefined ? {} : { seed: options.seed }),
-      log,
-    })
+  const simulate = options.simulateErrors === true
+    ? {}
+    : options.simulateErrors || undefined;
+  const simulator = simulate
+    ? new ErrorSimulator({ errorRate: 0.1, ...simulate, log })
     : undefined;
   const server = new Server(listener, {
     catalog: new Catalog(dir),
@@ -163,7 +166,7 @@ export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
     idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
     maxConnections: options.maxConnections ?? 64,
-    token: options.token,
+    token,
     maxFileSize: options.maxFileSize ?? Number.MAX_SAFE_INTEGER,
     maxTotalBytes: options.maxTotalBytes ?? Number.MAX_SAFE_INTEGER,
     fsync: options.fsync ?? true,
@@ -547,8 +550,7 @@ class Server implements FtvServer {
     const { transferId, sha256 } = put;
     if (
       transferId === undefined || sha256 === undefined ||
-      put.chunkSize < MIN_CHUNK_BYTES || put.chunkSize > MAX_CHUNK_BYTES ||
-      put.size > put.chunkSize
+      chunkSizeRefusal(put.chunkSize) || put.size > put.chunkSize
     ) {
       throw new ProtocolError(
         'Cannot accept an eager "put": it needs a transferId, a sha256 and at most one chunk',
@@ -681,13 +683,7 @@ class Server implements FtvServer {
         return `${put.size} more bytes would exceed the ${maxTotalBytes}-byte storage limit (${stored} used)`;
       }
     }
-    if (put.chunkSize < MIN_CHUNK_BYTES || put.chunkSize > MAX_CHUNK_BYTES) {
-      return `chunk size ${put.chunkSize} is outside ${MIN_CHUNK_BYTES}..${MAX_CHUNK_BYTES}`;
-    }
-    if (chunkCount(put.size, put.chunkSize) > MAX_CHUNKS_PER_FILE) {
-      return `${put.size} bytes would take more than ${MAX_CHUNKS_PER_FILE} chunks`;
-    }
-    return undefined;
+    return chunkSizeRefusal(put.chunkSize, put.size)?.reason;
   }
 
   async #send(fc: FramedConnection, get: ControlOf<"get">): Promise<void> {

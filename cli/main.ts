@@ -6,6 +6,14 @@
  * @module
  */
 
+import {
+  ConnectionError,
+  EXIT,
+  exitCodeOf,
+  ProtocolError,
+  RemoteError,
+  TransferError,
+} from "../base/errors.ts";
 import { parseArgs } from "node:util";
 import {
   DEFAULT_MAX_RETRIES,
@@ -15,7 +23,6 @@ import {
   send,
   type TransferResult,
 } from "../client.ts";
-import { AuthenticationError } from "../security/auth.ts";
 import {
   COMPRESSION_MODES,
   type CompressionMode,
@@ -23,24 +30,18 @@ import {
 import { hashFile } from "../engine/digest.ts";
 import { parseHostPort, startProxy } from "../faults/proxy.ts";
 import type { TrustMode } from "../security/trust.ts";
-import { parseBytes } from "../net/rate_limit.ts";
-import { ConnectionError, RemoteError } from "../net/connection.ts";
 import { runDemo } from "../demo.ts";
 import { ErrorSimulator } from "../faults/simulator.ts";
 import { Logger, type LogLevel, stderrSink } from "../base/log.ts";
+import { type ProgressMode, ProgressReporter } from "./progress.ts";
 import {
-  formatBytes,
-  type ProgressMode,
-  ProgressReporter,
-} from "./progress.ts";
-import { ProtocolError } from "../protocol.ts";
-import { type ServeOptions, serveUntilSignal } from "../server.ts";
-import { TransferError } from "../engine/transfer.ts";
+  type ServeOptions,
+  serveUntilSignal,
+  type SimulateErrorsOptions,
+} from "../server.ts";
 import type { TreeOptions, TreeResult, Walk } from "../client/tree.ts";
 import { VERSION } from "../base/version.ts";
-
-/** Exit codes. */
-export const EXIT = { ok: 0, failed: 1, usage: 2, auth: 3 } as const;
+import { formatBytes, parseBytes } from "../base/bytes.ts";
 
 /** A mistake in the command line: exit code 2. */
 export class UsageError extends Error {
@@ -335,14 +336,7 @@ export async function main(args: string[], io: Io = STDIO): Promise<number> {
       return EXIT.usage;
     }
     io.err(`ftv: ${describe(error)}`);
-    // TrustError is matched by name: trust.ts is only loaded for --tls.
-    if (
-      error instanceof AuthenticationError ||
-      (error as Error | undefined)?.name === "TrustError"
-    ) {
-      return EXIT.auth;
-    }
-    return EXIT.failed;
+    return exitCodeOf(error);
   }
 }
 
@@ -400,8 +394,7 @@ async function run(
           0,
           16 * 1024 * 1024,
         ),
-        simulateErrors: values["simulate-errors"] === true,
-        errorRate: rate(values, "error-rate", 0.1),
+        simulateErrors: simulateErrors(values),
         chunkSize: integer(values, "chunk-size", 1024, 512, 16 * 1024 * 1024),
         maxRetries: integer(
           values,
@@ -414,7 +407,6 @@ async function run(
         ...optional("file", values.file as string | undefined),
         host: stringValue(values, "host", "localhost"),
         port: integer(values, "port", 9999, 0, 65535),
-        ...optional("seed", optionalInteger(values, "seed")),
         level,
       }, io);
   }
@@ -557,12 +549,9 @@ async function runServer(values: Values, level: LogLevel): Promise<number> {
       512,
       16 * 1024 * 1024,
     ),
-    simulateErrors: values["simulate-errors"] === true,
-    errorRate: rate(values, "error-rate", 0.1),
-    ...optional("seed", optionalInteger(values, "seed")),
+    simulateErrors: simulateErrors(values),
     fsync: values["no-fsync"] !== true,
-    ...optional("token", tokenOf(values)),
-    noAuth: values["no-auth"] === true,
+    ...optional("auth", serverAuth(values)),
     ...optional("tls", serverTls(values)),
     maxConnections: integer(values, "max-connections", 64, 1, 100_000),
     ...optional("maxFileSize", bytesOption(values, "max-file-size")),
@@ -575,6 +564,22 @@ async function runServer(values: Values, level: LogLevel): Promise<number> {
     throw error;
   });
   return EXIT.ok;
+}
+
+/** `--simulate-errors` with `--error-rate` and `--seed`, or false. */
+function simulateErrors(values: Values): false | SimulateErrorsOptions {
+  if (values["simulate-errors"] !== true) return false;
+  return {
+    errorRate: rate(values, "error-rate", 0.1),
+    ...optional("seed", optionalInteger(values, "seed")),
+  };
+}
+
+/** `--token` (or `FTV_TOKEN`), `--no-auth`, or neither. */
+function serverAuth(values: Values): ServeOptions["auth"] {
+  const token = tokenOf(values);
+  if (token !== undefined) return { token };
+  return values["no-auth"] === true ? "anyone" : undefined;
 }
 
 /** `--token`, else `FTV_TOKEN` when the environment may be read. */

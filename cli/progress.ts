@@ -5,6 +5,7 @@
  * @module
  */
 
+import { formatBytes } from "../base/bytes.ts";
 import type { LogSink } from "../base/log.ts";
 
 /** Where a transfer stands, as reported to a progress callback. */
@@ -31,22 +32,6 @@ const encoder = new TextEncoder();
 export const stdoutText: TextSink = (text) => {
   Deno.stdout.writeSync(encoder.encode(text));
 };
-
-const UNITS = ["B", "KiB", "MiB", "GiB", "TiB"];
-
-/** `1.5 GiB`, `512 B`: binary units, one decimal; whole bytes below a KiB. */
-export function formatBytes(bytes: number): string {
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < UNITS.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  // Rates are fractional: show `512 B/s`, not `512.4342105263158 B/s`.
-  return unit === 0
-    ? `${Math.round(bytes)} B`
-    : `${value.toFixed(1)} ${UNITS[unit]}`;
-}
 
 /** `1:05`, `12:00:00`: a duration in seconds for an ETA. */
 export function formatDuration(seconds: number): string {

@@ -7,10 +7,14 @@
  * @module
  */
 
-import { ConnectionError, RemoteError } from "../net/connection.ts";
 import type { Logger } from "../base/log.ts";
-import { ERROR_CODE, ProtocolError } from "../protocol.ts";
-import { TransferError } from "../engine/transfer.ts";
+import {
+  ConnectionError,
+  ERROR_CODE,
+  ProtocolError,
+  RemoteError,
+  TransferError,
+} from "../base/errors.ts";
 
 /** Options for {@linkcode withReconnect}. */
 export interface ReconnectOptions {

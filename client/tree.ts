@@ -31,7 +31,7 @@ import {
   decodeChunk,
 } from "../engine/compression.ts";
 import { writeWhole } from "../engine/chunk_store.ts";
-import { type FramedConnection, RemoteError } from "../net/connection.ts";
+import type { FramedConnection } from "../net/connection.ts";
 import { hashFile } from "../engine/digest.ts";
 import { Logger } from "../base/log.ts";
 import { pathProblem } from "../protocol/names.ts";
@@ -42,13 +42,16 @@ import {
   type DataFrame,
   encodeControl,
   encodeData,
-  ERROR_CODE,
-  ProtocolError,
 } from "../protocol.ts";
 import { RateLimiter } from "../net/rate_limit.ts";
 import { withReconnect } from "./reconnect.ts";
 import { sendChunks } from "../engine/sender.ts";
-import { TransferError } from "../engine/transfer.ts";
+import {
+  ERROR_CODE,
+  ProtocolError,
+  RemoteError,
+  TransferError,
+} from "../base/errors.ts";
 
 /** Most eager files written before their replies arrive. */
 export const WINDOW_FILES = 256;

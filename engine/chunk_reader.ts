@@ -6,14 +6,14 @@
  */
 
 import { crc32 } from "node:zlib";
-import { chunkCount, chunkLength } from "./chunk_store.ts";
 import { chunkSizeFor, type CompressionMode } from "./compression.ts";
 import {
   allocDataFrame,
   DATA_FRAME_OVERHEAD,
   MAX_CHUNK_BYTES,
 } from "../protocol.ts";
-import { TransferError } from "./transfer.ts";
+import { TransferError } from "../base/errors.ts";
+import { chunkCount, chunkLength } from "./chunks.ts";
 
 /**
  * Frame buffers a reader cycles through. Reusing them instead of allocating

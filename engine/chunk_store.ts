@@ -11,6 +11,7 @@
  * @module
  */
 
+import { bytesHeld, chunkCount, chunkLength } from "./chunks.ts";
 import { createHash, type Hash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { ChunkBitmap } from "./bitmap.ts";
@@ -29,33 +30,6 @@ export interface Manifest {
   mtimeMs: number;
   /** The whole-file digest, when the sender knows it up front. */
   sha256?: string;
-}
-
-/** Number of chunks in a file of `size` bytes. */
-export function chunkCount(size: number, chunkSize: number): number {
-  return Math.ceil(size / chunkSize);
-}
-
-/** Byte length of chunk `seq`. */
-export function chunkLength(
-  seq: number,
-  size: number,
-  chunkSize: number,
-): number {
-  return Math.min(chunkSize, size - seq * chunkSize);
-}
-
-/** Bytes in the chunks set in `have`. */
-export function bytesHeld(
-  have: ChunkBitmap,
-  size: number,
-  chunkSize: number,
-): number {
-  let bytes = 0;
-  for (let seq = 0; seq < have.size; seq++) {
-    if (have.has(seq)) bytes += chunkLength(seq, size, chunkSize);
-  }
-  return bytes;
 }
 
 /** Options for {@linkcode ChunkStore.open}. */

@@ -9,24 +9,26 @@
 
 import { createHash } from "node:crypto";
 import { ChunkBitmap } from "./bitmap.ts";
-import { chunkCount, chunkLength, type ChunkStore } from "./chunk_store.ts";
+import type { ChunkStore } from "./chunk_store.ts";
 import { decodeChunk } from "./compression.ts";
-import {
-  ConnectionError,
-  type FramedConnection,
-  RemoteError,
-} from "../net/connection.ts";
+import type { FramedConnection } from "../net/connection.ts";
 import type { Logger } from "../base/log.ts";
-import { ERROR_CODE, ProtocolError } from "../protocol.ts";
 import type { RateLimiter } from "../net/rate_limit.ts";
 import {
   decodeChecksums,
   formatSeqs,
   MAX_EARLY_ASKS,
   OVERDUE_DISTANCE,
-  TransferError,
   type TransferStats,
 } from "./transfer.ts";
+import {
+  ConnectionError,
+  ERROR_CODE,
+  ProtocolError,
+  RemoteError,
+  TransferError,
+} from "../base/errors.ts";
+import { chunkCount, chunkLength } from "./chunks.ts";
 
 /** Options for {@linkcode receiveChunks}. */
 export interface ReceiveChunksOptions {

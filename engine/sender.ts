@@ -9,16 +9,14 @@
 import { createHash } from "node:crypto";
 import type { ChunkBitmap } from "./bitmap.ts";
 import { ChunkReader } from "./chunk_reader.ts";
-import { bytesHeld, chunkCount } from "./chunk_store.ts";
 import { ChunkCompressor, type CompressionMode } from "./compression.ts";
-import { type FramedConnection, RemoteError } from "../net/connection.ts";
+import type { FramedConnection } from "../net/connection.ts";
 import type { ErrorSimulator } from "../faults/simulator.ts";
 import type { Logger } from "../base/log.ts";
 import {
   type ControlMessage,
   DATA_FRAME_OVERHEAD,
   encodeData,
-  ProtocolError,
   sealDataFrame,
 } from "../protocol.ts";
 import type { RateLimiter } from "../net/rate_limit.ts";
@@ -27,9 +25,10 @@ import {
   encodeChecksums,
   MAX_EARLY_ASKS,
   repairCopies,
-  TransferError,
   type TransferStats,
 } from "./transfer.ts";
+import { ProtocolError, RemoteError, TransferError } from "../base/errors.ts";
+import { bytesHeld, chunkCount } from "./chunks.ts";
 
 /** Options for {@linkcode sendChunks}. */
 export interface SendChunksOptions {

@@ -13,25 +13,10 @@
  * @module
  */
 
+import { ProtocolError } from "../base/errors.ts";
 import { Buffer } from "node:buffer";
 import { ChunkBitmap } from "./bitmap.ts";
 import { REORDER_WINDOW } from "../faults/simulator.ts";
-import { ProtocolError } from "../protocol.ts";
-
-/** A transfer that ended without a verified file; the message says why. */
-export class TransferError extends Error {
-  /** Whether starting the transfer again may succeed (e.g. after a digest mismatch). */
-  readonly retryable: boolean;
-  /** Builds the error; `cause` is passed through. */
-  constructor(
-    message: string,
-    options?: ErrorOptions & { retryable?: boolean },
-  ) {
-    super(message, options);
-    this.name = "TransferError";
-    this.retryable = options?.retryable ?? false;
-  }
-}
 
 /** What one transfer did, as reported by `--json`. */
 export interface TransferStats {

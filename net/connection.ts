@@ -7,38 +7,20 @@
  */
 
 import {
+  ConnectionError,
+  type ErrorCode,
+  ProtocolError,
+  RemoteError,
+} from "../base/errors.ts";
+import {
   BufferPool,
   type ControlMessage,
   type ControlOf,
   type ControlType,
   encodeControl,
-  ERROR_CODE,
-  type ErrorCode,
   type Frame,
   FrameReader,
-  ProtocolError,
 } from "../protocol.ts";
-
-/** The peer sent an `error` frame. */
-export class RemoteError extends Error {
-  /** The peer's error code. */
-  readonly code: ErrorCode;
-  /** Builds the error from the peer's code and message. */
-  constructor(code: ErrorCode, message: string) {
-    super(message);
-    this.name = "RemoteError";
-    this.code = code;
-  }
-}
-
-/** The connection broke, timed out or was closed while in use. */
-export class ConnectionError extends Error {
-  /** Builds the error; `cause` is passed through. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "ConnectionError";
-  }
-}
 
 /** Options for {@linkcode FramedConnection}. */
 export interface FramedConnectionOptions {
@@ -333,11 +315,4 @@ export function translate(error: unknown, action: string): Error {
     );
   }
   return error instanceof Error ? error : new Error(String(error));
-}
-
-/** The code an error should carry in an `error` frame. */
-export function errorCodeOf(error: unknown): ErrorCode {
-  if (error instanceof RemoteError) return error.code;
-  if (error instanceof ProtocolError) return ERROR_CODE.protocol;
-  return ERROR_CODE.internal;
 }

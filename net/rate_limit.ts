@@ -5,31 +5,6 @@
  * @module
  */
 
-const UNITS: Record<string, number> = {
-  "": 1,
-  k: 1024,
-  m: 1024 ** 2,
-  g: 1024 ** 3,
-  t: 1024 ** 4,
-};
-
-/**
- * Parses a byte count such as `500k`, `20M` or `1g` (binary units); a
- * malformed or zero count is a `SyntaxError`.
- */
-export function parseBytes(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)([kmgt]?)(?:i?b?)?$/i.exec(text.trim());
-  const bytes = match
-    ? Number(match[1]) * UNITS[match[2]!.toLowerCase()]!
-    : NaN;
-  if (!(bytes >= 1) || !Number.isSafeInteger(Math.floor(bytes))) {
-    throw new SyntaxError(
-      `Cannot parse "${text}": use a number of bytes like 500k, 20M or 1G`,
-    );
-  }
-  return Math.floor(bytes);
-}
-
 /** Paces callers to `bytesPerSecond`, allowing bursts of a quarter second. */
 export class RateLimiter {
   readonly bytesPerSecond: number;

@@ -10,15 +10,6 @@
 import { Buffer } from "node:buffer";
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 
-/** The server refused our token, or wants one we do not have: exit code 3. */
-export class AuthenticationError extends Error {
-  /** Builds the error; `cause` is passed through. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "AuthenticationError";
-  }
-}
-
 /** A fresh random challenge, base64. */
 export function newChallenge(): string {
   return randomBytes(32).toString("base64");

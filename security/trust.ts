@@ -21,9 +21,9 @@
  * @module
  */
 
+import { ConnectionError, TrustError } from "../base/errors.ts";
 import { connect as nodeTlsConnect } from "node:tls";
 import { dirname, join } from "node:path";
-import { ConnectionError } from "../net/connection.ts";
 import {
   embeddedCaOf,
   fingerprintOfPem,
@@ -36,31 +36,6 @@ export type TrustMode =
   | { kind: "ca"; caPem: string }
   | { kind: "pin"; fingerprint: string }
   | { kind: "tofu"; knownHostsPath: string };
-
-/** Why {@linkcode connectTrusted} refused a server. */
-export type TrustErrorCode =
-  /** The server's CA is not the pinned one. */
-  | "pin-mismatch"
-  /** The server's CA differs from the one in known_hosts. */
-  | "host-changed"
-  /** The server's certificate carries no CA to check a fingerprint against. */
-  | "no-ca"
-  /** The server does not speak TLS 1.3. */
-  | "tls-version"
-  /** The TLS handshake rejected the server's certificate. */
-  | "untrusted";
-
-/** The server could not be trusted; nothing was sent to it. */
-export class TrustError extends Error {
-  /** Why the server was refused. */
-  readonly code: TrustErrorCode;
-  /** Builds the error; `cause` is passed through. */
-  constructor(code: TrustErrorCode, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "TrustError";
-    this.code = code;
-  }
-}
 
 /** Options for {@linkcode connectTrusted}. */
 export interface ConnectTrustedOptions {

@@ -13,7 +13,6 @@ import {
   decodeChunk,
 } from "../engine/compression.ts";
 import {
-  formatBytes,
   formatDuration,
   type ProgressEvent,
   ProgressReporter,
@@ -31,6 +30,7 @@ import {
   tempDir,
   writeRandomFile,
 } from "./test_util.ts";
+import { formatBytes } from "../base/bytes.ts";
 
 const HOST = ["--host", "127.0.0.1"];
 const MiB = 1024 * 1024;

@@ -17,9 +17,9 @@ import {
   MAX_CHUNK_BYTES,
   MAX_CONTROL_BYTES,
   MAX_FRAME_BYTES,
-  ProtocolError,
   streamSource,
 } from "../protocol.ts";
+import { ProtocolError } from "../base/errors.ts";
 
 // ---------------------------------------------------------------- helpers
 

@@ -10,7 +10,6 @@
 
 import assert from "node:assert/strict";
 import { ChunkBitmap } from "../engine/bitmap.ts";
-import { chunkCount } from "../engine/chunk_store.ts";
 import {
   encodeControl,
   encodeData,
@@ -42,6 +41,7 @@ import {
   writeAll,
   writeRandomFile,
 } from "./test_util.ts";
+import { chunkCount } from "../engine/chunks.ts";
 
 const MiB = 1024 * 1024;
 const HOST = ["--host", "127.0.0.1"];

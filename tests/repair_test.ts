@@ -240,9 +240,7 @@ Deno.test("send() and get() with simulated loss, damage and reordering end verif
   const logs = new LogCapture();
   await using server = await testServer(tmp, logs, {
     chunkSize: 16 * 1024,
-    simulateErrors: true,
-    errorRate: 0.1,
-    seed: 4242,
+    simulateErrors: { errorRate: 0.1, seed: 4242 },
   });
   const source = tmp.join("source.bin");
   await writeRandomFile(source, 4 * 1024 * 1024 + 123);

@@ -10,7 +10,6 @@
 
 import assert from "node:assert/strict";
 import { AuthThrottle, proofFor, proofMatches } from "../security/auth.ts";
-import { RemoteError } from "../net/connection.ts";
 import {
   hostileNames,
   runFuzz,
@@ -49,6 +48,7 @@ import {
   writeAll,
   writeRandomFile,
 } from "./test_util.ts";
+import { RemoteError } from "../base/errors.ts";
 
 const HOST = "127.0.0.1";
 const decoder = new TextDecoder();

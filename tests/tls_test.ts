@@ -12,12 +12,8 @@ import {
   normalizeFingerprint,
   type ServerCertificates,
 } from "../security/tls.ts";
-import {
-  connectTrusted,
-  defaultKnownHostsPath,
-  TrustError,
-} from "../security/trust.ts";
-import { ConnectionError } from "../net/connection.ts";
+import { connectTrusted, defaultKnownHostsPath } from "../security/trust.ts";
+import { ConnectionError, TrustError } from "../base/errors.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

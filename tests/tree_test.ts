@@ -19,7 +19,6 @@ import {
   FrameReader,
   parseControl,
   PROTOCOL_VERSION,
-  ProtocolError,
 } from "../protocol.ts";
 import {
   exists,
@@ -37,6 +36,7 @@ import {
   testServer,
   writeAll,
 } from "./test_util.ts";
+import { ProtocolError } from "../base/errors.ts";
 
 const HOST = "127.0.0.1";
 const encoder = new TextEncoder();

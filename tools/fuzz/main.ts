@@ -33,7 +33,6 @@ import {
   type ControlMessage,
   encodeControl,
   encodeData,
-  ERROR_CODE,
   FRAME_KIND,
   FRAME_PREFIX_BYTES,
   FrameReader,
@@ -44,6 +43,7 @@ import {
 } from "../../protocol.ts";
 import { Rng } from "../../faults/rng.ts";
 import { serve } from "../../server.ts";
+import { ERROR_CODE } from "../../base/errors.ts";
 
 /**
  * Names a server must refuse with `bad_name`: each would leave the folder,

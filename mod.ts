@@ -23,9 +23,8 @@ export type {
   TransferOptions,
   TransferResult,
 } from "./client.ts";
-export { getTree, sendTree, walkTree } from "./client/tree.ts";
+export { getTree, sendTree, walkTree } from "./client.ts";
 export type { CompressionMode } from "./engine/compression.ts";
-export type { ProgressEvent } from "./cli/progress.ts";
 export type {
   TreeEntry,
   TreeFile,
@@ -33,7 +32,7 @@ export type {
   TreeResult,
   Walk,
   WalkOptions,
-} from "./client/tree.ts";
+} from "./client.ts";
 export { serve } from "./server.ts";
 export { startProxy } from "./faults/proxy.ts";
 export type {
@@ -74,6 +73,7 @@ export {
   RemoteError,
   TransferError,
 } from "./base/errors.ts";
+export { type ProgressEvent } from "./engine/transfer.ts";
 
 import { main } from "./cli/main.ts";
 

@@ -5,6 +5,17 @@
  * @module
  */
 
+/**
+ * The component names log lines carry, as the seed named them; each is
+ * written here once.
+ */
+export const COMPONENT = {
+  server: "FileTransferServer",
+  client: "FileTransferClient",
+  demo: "FileTransferDemo",
+  proxy: "FaultProxy",
+} as const;
+
 /** Log levels, least to most severe. */
 export type LogLevel = "DEBUG" | "INFO" | "WARNING" | "ERROR";
 

@@ -39,7 +39,7 @@ import {
   serveUntilSignal,
   type SimulateErrorsOptions,
 } from "../server.ts";
-import type { TreeOptions, TreeResult, Walk } from "../client/tree.ts";
+import type { TreeOptions, TreeResult, Walk } from "../client.ts";
 import { VERSION } from "../base/version.ts";
 import { formatBytes, parseBytes } from "../base/bytes.ts";
 
@@ -498,7 +498,7 @@ async function run(
             } is none`,
           );
         }
-        const { getTree } = await import("../client/tree.ts");
+        const { getTree } = await import("../client.ts");
         const tree = await getTree(name, {
           ...transfer,
           ...optional("out", out),
@@ -790,7 +790,7 @@ async function sendPaths(
       );
     }
   }
-  const { sendTree, walkTree } = await import("../client/tree.ts");
+  const { sendTree, walkTree } = await import("../client.ts");
   const walkOptions = {
     ...optional("as", values.as as string | undefined),
     followSymlinks: values["follow-symlinks"] === true,

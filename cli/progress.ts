@@ -7,18 +7,7 @@
 
 import { formatBytes } from "../base/bytes.ts";
 import type { LogSink } from "../base/log.ts";
-
-/** Where a transfer stands, as reported to a progress callback. */
-export interface ProgressEvent {
-  /** The file's name. */
-  name: string;
-  /** Bytes of the file held by the receiver so far (resumed ones included). */
-  bytes: number;
-  /** The file's size. */
-  total: number;
-  /** Chunk frames sent again in repair rounds so far. */
-  retransmittedChunks: number;
-}
+import type { ProgressEvent } from "../engine/transfer.ts";
 
 /** How progress is shown: `bar` on a terminal, `json` lines, or `none`. */
 export type ProgressMode = "bar" | "json" | "none";

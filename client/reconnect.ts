@@ -7,7 +7,13 @@
  * @module
  */
 
-import type { Logger } from "../base/log.ts";
+import { delay } from "../base/clock.ts";
+import { COMPONENT, Logger } from "../base/log.ts";
+import {
+  type ClientOptions,
+  DEFAULT_MAX_RETRIES,
+  FtvClient,
+} from "./ftv_client.ts";
 import {
   ConnectionError,
   ERROR_CODE,
@@ -92,26 +98,44 @@ export async function withReconnect<T>(
       signal?.throwIfAborted();
       if (!isRetryable(error) || failures >= options.maxRetries) throw error;
       failures++;
-      const delay = backoffMs(failures, retryDelayMs, maxDelayMs);
+      const wait = backoffMs(failures, retryDelayMs, maxDelayMs);
       options.log?.warn(
         `${(error as Error).message}; reconnecting in ${
-          (delay / 1000).toFixed(1)
+          (wait / 1000).toFixed(1)
         } s (retry ${failures}/${options.maxRetries})`,
       );
-      await sleep(delay, signal);
+      await delay(wait, signal);
     }
   }
 }
 
-/** Resolves after `ms`, or at once when `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
+/** The reconnect policy that `options` ask for. */
+export function reconnectOptions(
+  options: ClientOptions,
+  log: Logger,
+): ReconnectOptions {
+  return {
+    maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
+    ...(options.retryDelayMs === undefined
+      ? {}
+      : { retryDelayMs: options.retryDelayMs }),
+    ...(options.signal ? { signal: options.signal } : {}),
+    log,
+  };
+}
+
+/**
+ * Runs `run` on a fresh connection until it succeeds, reconnecting as
+ * {@linkcode withReconnect} does; the result counts the connections used.
+ */
+export function reconnecting<T extends { connections?: number }>(
+  options: ClientOptions,
+  run: (client: FtvClient, onReady: (held: number) => void) => Promise<T>,
+): Promise<T> {
+  const log = options.log ?? new Logger(COMPONENT.client);
+  return withReconnect(reconnectOptions(options, log), async (attempt) => {
+    using client = await FtvClient.connect({ ...options, log });
+    const result = await run(client, (held) => attempt.held(held));
+    return { ...result, connections: attempt.number };
   });
 }

@@ -11,6 +11,8 @@
  * @module
  */
 
+import { MODE_MASK } from "../protocol.ts";
+import { removeIfPresent, syncFolder } from "./atomic_file.ts";
 import { bytesHeld, chunkCount, chunkLength } from "./chunks.ts";
 import { createHash, type Hash } from "node:crypto";
 import { crc32 } from "node:zlib";
@@ -331,7 +333,7 @@ export class ChunkStore {
     await this.flush();
     await this.#background;
     const { mode, mtimeMs } = this.#attributes ?? {};
-    if (mode !== undefined) await Deno.chmod(this.partPath, mode & 0o777);
+    if (mode !== undefined) await Deno.chmod(this.partPath, mode & MODE_MASK);
     if (mtimeMs !== undefined) {
       await this.#file.utime(new Date(), new Date(mtimeMs));
     }
@@ -524,73 +526,5 @@ async function fileSize(path: string): Promise<number | undefined> {
     return (await Deno.stat(path)).size;
   } catch {
     return undefined;
-  }
-}
-
-/** Removes `path`, ignoring one that is already gone. */
-export async function removeIfPresent(path: string): Promise<void> {
-  try {
-    await Deno.remove(path);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-}
-
-/** Syncs the folder holding `path`, so a rename into it survives a crash. */
-export async function syncFolder(path: string): Promise<void> {
-  const slash = path.lastIndexOf("/");
-  const folder = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
-  try {
-    using dir = await Deno.open(folder, { read: true });
-    await dir.sync();
-  } catch {
-    // Some platforms cannot open or sync a folder; the rename still happened.
-  }
-}
-
-/**
- * Writes a whole small file that is already verified: `<path>.ftv-part`
- * (created exclusively, so never through a link) with its mode and mtime,
- * synced when asked, then renamed into place, so the final name only ever
- * holds the whole file. Synchronous, because for a small file each async
- * call costs more than the work. `"busy"` when a part file is already there
- * (an interrupted transfer of it, or a concurrent one).
- */
-export function writeWhole(
-  path: string,
-  bytes: Uint8Array,
-  attributes: { mode: number; mtimeMs: number; fsync: boolean },
-): "busy" | undefined {
-  const part = path + PART_SUFFIX;
-  try {
-    Deno.writeFileSync(part, bytes, { createNew: true, mode: attributes.mode });
-  } catch (error) {
-    if (error instanceof Deno.errors.AlreadyExists) return "busy";
-    throw error;
-  }
-  try {
-    Deno.utimeSync(part, new Date(), new Date(attributes.mtimeMs));
-    if (attributes.fsync) {
-      using file = Deno.openSync(part, { read: true });
-      file.syncDataSync();
-    }
-    Deno.renameSync(part, path);
-  } catch (error) {
-    Deno.removeSync(part);
-    throw error;
-  }
-  if (attributes.fsync) syncFolderSync(path);
-  return undefined;
-}
-
-/** Syncs the folder holding `path`, synchronously; see {@linkcode syncFolder}. */
-function syncFolderSync(path: string): void {
-  const slash = path.lastIndexOf("/");
-  const folder = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
-  try {
-    using dir = Deno.openSync(folder, { read: true });
-    dir.syncSync();
-  } catch {
-    // Some platforms cannot open or sync a folder; the rename still happened.
   }
 }

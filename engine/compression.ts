@@ -15,17 +15,9 @@ import {
   zstdCompressSync,
   zstdDecompressSync,
 } from "node:zlib";
+import { COMPRESSION_MODES, type CompressionMode } from "../protocol.ts";
 
-/** How chunks are compressed: `auto` is zstd where it pays. */
-export type CompressionMode = "auto" | "zstd" | "gzip" | "none";
-
-/** The compression modes, for argument checking. */
-export const COMPRESSION_MODES: readonly CompressionMode[] = [
-  "auto",
-  "zstd",
-  "gzip",
-  "none",
-];
+export { COMPRESSION_MODES, type CompressionMode };
 
 /** Data frame flags saying how the payload is compressed. */
 export const COMPRESSION_FLAG = { zstd: 1, gzip: 2 } as const;

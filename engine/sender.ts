@@ -11,7 +11,6 @@ import type { ChunkBitmap } from "./bitmap.ts";
 import { ChunkReader } from "./chunk_reader.ts";
 import { ChunkCompressor, type CompressionMode } from "./compression.ts";
 import type { FramedConnection } from "../net/connection.ts";
-import type { ErrorSimulator } from "../faults/simulator.ts";
 import type { Logger } from "../base/log.ts";
 import {
   type ControlMessage,
@@ -21,6 +20,7 @@ import {
 } from "../protocol.ts";
 import type { RateLimiter } from "../net/rate_limit.ts";
 import {
+  type ChunkFaults,
   decodeBitmap,
   encodeChecksums,
   MAX_EARLY_ASKS,
@@ -41,7 +41,7 @@ export interface SendChunksOptions {
   /** The file's SHA-256 when known; otherwise computed while sending in order. */
   sha256?: string;
   /** Damages outgoing chunks, for the demo and tests. */
-  simulator?: ErrorSimulator;
+  simulator?: ChunkFaults;
   /** Upper bound on repair rounds this side serves. @default 100 */
   maxRounds?: number;
   /** Paces outgoing chunk bytes. */
@@ -286,7 +286,7 @@ class ChunkSender {
   #fc: FramedConnection;
   #reader: ChunkReader;
   #transferId: number;
-  #simulator: ErrorSimulator | undefined;
+  #simulator: ChunkFaults | undefined;
   #limiter: RateLimiter | undefined;
   #compressor: ChunkCompressor | undefined;
   #onProgress: SendChunksOptions["onProgress"];

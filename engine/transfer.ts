@@ -16,7 +16,35 @@
 import { ProtocolError } from "../base/errors.ts";
 import { Buffer } from "node:buffer";
 import { ChunkBitmap } from "./bitmap.ts";
-import { REORDER_WINDOW } from "../faults/simulator.ts";
+
+/** Where a transfer stands, as reported to a progress callback. */
+export interface ProgressEvent {
+  /** The file's name. */
+  name: string;
+  /** Bytes of the file held by the receiver so far (resumed ones included). */
+  bytes: number;
+  /** The file's size. */
+  total: number;
+  /** Chunk frames sent again in repair rounds so far. */
+  retransmittedChunks: number;
+}
+
+/** What happens to one chunk on its way out when faults are injected. */
+export type ChunkFate = "deliver" | "lose" | "corrupt";
+
+/**
+ * Faults injected into outgoing chunks (the seed's error simulation): the
+ * engine owns this interface, and `faults/simulator.ts` implements it, so
+ * the engine never depends on the simulator.
+ */
+export interface ChunkFaults {
+  /** The order in which chunks `seqs` are sent. */
+  order(seqs: readonly number[]): number[];
+  /** What happens to chunk `seq` this time it is sent. */
+  fate(seq: number): ChunkFate;
+  /** Damages `bytes` in place (a chunk whose fate is `corrupt`). */
+  corrupt(bytes: Uint8Array): void;
+}
 
 /** What one transfer did, as reported by `--json`. */
 export interface TransferStats {
@@ -40,11 +68,12 @@ export interface TransferStats {
 
 /**
  * How far behind the newest arrival a missing chunk of a first round must
- * be before the receiver asks for it early. The simulator shuffles windows
- * of {@linkcode REORDER_WINDOW} in order, so a chunk this far behind one
- * that arrived was sent before it: not late, lost.
+ * be before the receiver asks for it early: a chunk this many places behind
+ * one that arrived was sent before it, so it is taken as lost, not late.
+ * Links that reorder further than this only cost a chunk sent twice; the
+ * fault simulator reorders within windows of this size.
  */
-export const OVERDUE_DISTANCE = REORDER_WINDOW;
+export const OVERDUE_DISTANCE = 8;
 
 /** Times one chunk may be asked for during a first round (its repair may be lost too). */
 export const MAX_EARLY_ASKS = 3;

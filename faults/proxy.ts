@@ -14,7 +14,7 @@
  * @module
  */
 
-import { Logger } from "../base/log.ts";
+import { COMPONENT, Logger } from "../base/log.ts";
 import { Rng } from "./rng.ts";
 
 /** Bytes in one packet, the unit that faults apply to. */
@@ -43,7 +43,7 @@ export interface FaultProxyOptions {
   cutAfterBytes?: number;
   /** Seed for reproducible damage; drawn from the system when undefined. */
   seed?: number;
-  /** Logger. @default new Logger("FaultProxy") */
+  /** Logger. @default new Logger(COMPONENT.proxy) */
   log?: Logger;
 }
 
@@ -170,7 +170,7 @@ function _settings(options: FaultProxyOptions): _Settings {
     dropRate: rate("dropRate", options.dropRate),
     delayMs,
     cutAfterBytes: cut,
-    log: options.log ?? new Logger("FaultProxy"),
+    log: options.log ?? new Logger(COMPONENT.proxy),
   };
 }
 

@@ -9,17 +9,22 @@
 
 import type { Logger } from "../base/log.ts";
 import { Rng } from "./rng.ts";
+import {
+  type ChunkFate,
+  type ChunkFaults,
+  OVERDUE_DISTANCE,
+} from "../engine/transfer.ts";
+
+export type { ChunkFate };
 
 /**
  * Chunks shuffled together: each window of this many consecutive chunks goes
  * out in a random order, so a chunk arrives at most this many places from
  * its own. A network reorders locally; a file of at most this many chunks
- * is shuffled whole, as the seed shuffled every file.
+ * is shuffled whole, as the seed shuffled every file. It is the engine's
+ * {@linkcode OVERDUE_DISTANCE}, so reordering alone never looks like loss.
  */
-export const REORDER_WINDOW = 8;
-
-/** What happens to one chunk on its way out. */
-export type ChunkFate = "deliver" | "lose" | "corrupt";
+export const REORDER_WINDOW: number = OVERDUE_DISTANCE;
 
 /** Options for {@linkcode ErrorSimulator}. */
 export interface ErrorSimulatorOptions {
@@ -32,7 +37,7 @@ export interface ErrorSimulatorOptions {
 }
 
 /** Decides the fate of chunks as they are sent. */
-export class ErrorSimulator {
+export class ErrorSimulator implements ChunkFaults {
   /** Probability that a chunk is lost or corrupted. */
   readonly errorRate: number;
   #rng: Rng;

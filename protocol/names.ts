@@ -6,6 +6,8 @@
  * @module
  */
 
+import { ERROR_CODE, type Refusal, refusal } from "../base/errors.ts";
+
 /** Suffix of a file still being received. */
 export const PART_SUFFIX = ".ftv-part";
 /** Suffix of the resume state kept beside a part file. */
@@ -26,8 +28,22 @@ export const MAX_PATH_DEPTH = 64;
 
 const encoder = new TextEncoder();
 
-/** Why `name` may not be stored, or `undefined` when it may. */
-export function nameProblem(name: string): string | undefined {
+/**
+ * Why `name` (one path component) may not be stored, as a `bad_name`
+ * refusal, or `undefined` when it may.
+ *
+ * @example
+ * ```ts
+ * import { nameRefusal } from "./names.ts";
+ * console.log(nameRefusal("..")?.reason); // name is a relative path
+ * ```
+ */
+export function nameRefusal(name: string): Refusal | undefined {
+  const reason = nameReason(name);
+  return reason === undefined ? undefined : refusal(ERROR_CODE.badName, reason);
+}
+
+function nameReason(name: string): string | undefined {
   if (name.length === 0) return "name is empty";
   // A UTF-16 code unit takes at most 3 UTF-8 bytes: most names need no encoding.
   if (
@@ -57,23 +73,19 @@ export function nameProblem(name: string): string | undefined {
   return undefined;
 }
 
-/** Throws a `RangeError` naming the problem when `name` may not be stored. */
-export function checkName(name: string): string {
-  const problem = nameProblem(name);
-  if (problem) {
-    throw new RangeError(`Cannot use name ${JSON.stringify(name)}: ${problem}`);
-  }
-  return name;
-}
-
 /**
  * Why the relative path `path` may not be stored, or `undefined` when it
  * may: it is split on "/" and every component must pass
- * {@linkcode nameProblem}, so `a//b`, `a/./b`, `a/../b`, `/abs` and `a/`
+ * {@linkcode nameRefusal}, so `a//b`, `a/./b`, `a/../b`, `/abs` and `a/`
  * are refused; the whole is capped at {@linkcode MAX_PATH_BYTES} bytes and
  * {@linkcode MAX_PATH_DEPTH} components.
  */
-export function pathProblem(path: string): string | undefined {
+export function pathRefusal(path: string): Refusal | undefined {
+  const reason = pathReason(path);
+  return reason === undefined ? undefined : refusal(ERROR_CODE.badName, reason);
+}
+
+function pathReason(path: string): string | undefined {
   if (path.length === 0) return "name is empty";
   if (
     path.length * 3 > MAX_PATH_BYTES &&
@@ -86,21 +98,12 @@ export function pathProblem(path: string): string | undefined {
   if (components.length > MAX_PATH_DEPTH) {
     return `path is deeper than ${MAX_PATH_DEPTH} components`;
   }
-  if (components.length === 1) return nameProblem(path);
+  if (components.length === 1) return nameReason(path);
   for (const component of components) {
-    const problem = nameProblem(component);
-    if (problem) return `component ${JSON.stringify(component)}: ${problem}`;
+    const reason = nameReason(component);
+    if (reason) return `component ${JSON.stringify(component)}: ${reason}`;
   }
   return undefined;
-}
-
-/** Throws a `RangeError` naming the problem when `path` may not be stored. */
-export function checkPath(path: string): string {
-  const problem = pathProblem(path);
-  if (problem) {
-    throw new RangeError(`Cannot use name ${JSON.stringify(path)}: ${problem}`);
-  }
-  return path;
 }
 
 /** The relative paths of the folders holding `path`, outermost first: `a`, `a/b` for `a/b/c`. */

@@ -9,38 +9,32 @@
  */
 
 import { createHash } from "node:crypto";
-import { writeWhole } from "../engine/chunk_store.ts";
 import { hashFile } from "../engine/digest.ts";
+import { ERROR_CODE, type Refusal, refusal } from "../base/errors.ts";
+import { DigestCache } from "./digest_cache.ts";
 import {
   META_DIR,
-  nameProblem,
+  nameRefusal,
   parentsOf,
   PART_SUFFIX,
   STATE_SUFFIX,
   STATE_TEMP_SUFFIX,
 } from "../protocol/names.ts";
-import type { DirEntry, FileEntry } from "../protocol.ts";
+import { type DirEntry, type FileEntry, MODE_MASK } from "../protocol.ts";
+import { writeWhole } from "../engine/atomic_file.ts";
 
-interface CachedDigest {
-  size: number;
-  mtimeMs: number;
-  sha256: string;
-}
-
-/** The digest cache is written at most this often while files keep arriving. */
-const SAVE_INTERVAL_MS = 1000;
+/** How long the total of stored bytes is trusted before the folder is walked again. */
+const TOTAL_TTL_MS = 1000;
 /** How long a folder listing taken by {@linkcode Catalog.inspect} is trusted. */
 const LISTING_TTL_MS = 1000;
 /** Folder listings (and checked folders) kept at once before they are all dropped. */
 const MAX_LISTINGS = 1024;
 /** Most nested folders walked by `list`, so a pathological tree cannot recurse forever. */
 const MAX_WALK_DEPTH = 64;
-/** Permission bits a peer may set; never setuid, setgid or sticky. */
-export const MODE_MASK = 0o777;
 
 /** What {@linkcode Catalog.readSmall} found. */
 export type SmallRead =
-  | { kind: "refused"; problem: string }
+  | { kind: "refused"; refusal: Refusal }
   | { kind: "missing" }
   /** Larger than asked for, or changed size while read. */
   | { kind: "tooLarge" }
@@ -48,7 +42,7 @@ export type SmallRead =
 
 /** What {@linkcode Catalog.inspect} found where a file is to be stored. */
 export type Inspection =
-  | { kind: "refused"; problem: string }
+  | { kind: "refused"; refusal: Refusal }
   /**
    * `stored`: the file already there, if any; `leftovers`: a part or state
    * file exists beside it; `parentsExist`: every folder on the way does.
@@ -71,12 +65,7 @@ export interface Attributes {
 /** A server's stored files. */
 export class Catalog {
   readonly dir: string;
-  #cache = new Map<string, CachedDigest>();
-  #cachePath: string;
-  #loaded = false;
-  #dirty = false;
-  #lastSave = -Infinity;
-  #saving: Promise<void> = Promise.resolve();
+  #digests: DigestCache;
   #listings = new Map<string, { at: number; names: Set<string> }>();
   /** Folders whose whole way was found free of links, by device and inode. */
   #checkedFolders = new Map<string, string>();
@@ -85,7 +74,7 @@ export class Catalog {
   /** A catalog of `dir`, which must exist. */
   constructor(dir: string) {
     this.dir = dir;
-    this.#cachePath = `${dir}/${META_DIR}/digests.json`;
+    this.#digests = new DigestCache(`${dir}/${META_DIR}`);
   }
 
   /** The path where `name` is stored. */
@@ -99,13 +88,13 @@ export class Catalog {
    * a metadata call costs ~3 µs here, its async form ~12 µs or more, and this runs
    * for every file of a tree.
    */
-  parentProblem(name: string): string | undefined {
+  parentRefusal(name: string): Refusal | undefined {
     const parents = this.#checkParents(name);
-    return "problem" in parents ? parents.problem : undefined;
+    return "refusal" in parents ? parents.refusal : undefined;
   }
 
   /**
-   * What {@linkcode parentProblem} finds, and whether every folder on the way
+   * What {@linkcode parentRefusal} finds, and whether every folder on the way
    * exists. A folder whose whole way was checked is remembered by device and
    * inode, so the next file in it costs one `lstat` of that folder instead of
    * one per level: a link swapped in at any level shows there as a link or
@@ -113,7 +102,7 @@ export class Catalog {
    * behind a new link is the checked folder itself, moved by someone who can
    * write where it went).
    */
-  #checkParents(name: string): { problem: string } | { exist: boolean } {
+  #checkParents(name: string): { refusal: Refusal } | { exist: boolean } {
     const slash = name.lastIndexOf("/");
     if (slash === -1) return { exist: true };
     const folder = name.slice(0, slash);
@@ -128,10 +117,14 @@ export class Catalog {
       info = lstatIfPresent(this.pathOf(parent));
       if (info === undefined) return { exist: false };
       if (info.isSymlink) {
-        return { problem: `${JSON.stringify(parent)} is a symbolic link` };
+        return {
+          refusal: badName(`${JSON.stringify(parent)} is a symbolic link`),
+        };
       }
       if (!info.isDirectory) {
-        return { problem: `${JSON.stringify(parent)} is not a folder` };
+        return {
+          refusal: badName(`${JSON.stringify(parent)} is not a folder`),
+        };
       }
     }
     const checked = info && identity(info);
@@ -146,17 +139,17 @@ export class Catalog {
 
   /**
    * Creates the folders on the way to `name` that are missing, refusing to
-   * pass through a symbolic link; the problem, or `undefined` when done.
+   * pass through a symbolic link; the refusal, or `undefined` when done.
    */
-  makeParents(name: string): string | undefined {
+  makeParents(name: string): Refusal | undefined {
     for (const parent of parentsOf(name)) {
-      const problem = this.#ensureFolder(parent);
-      if (problem) return problem;
+      const refused = this.#ensureFolder(parent);
+      if (refused) return refused;
     }
     return undefined;
   }
 
-  #ensureFolder(folder: string): string | undefined {
+  #ensureFolder(folder: string): Refusal | undefined {
     const path = this.pathOf(folder);
     let info = lstatIfPresent(path);
     if (info === undefined) {
@@ -169,8 +162,12 @@ export class Catalog {
         info = Deno.lstatSync(path);
       }
     }
-    if (info.isSymlink) return `${JSON.stringify(folder)} is a symbolic link`;
-    if (!info.isDirectory) return `${JSON.stringify(folder)} is not a folder`;
+    if (info.isSymlink) {
+      return badName(`${JSON.stringify(folder)} is a symbolic link`);
+    }
+    if (!info.isDirectory) {
+      return badName(`${JSON.stringify(folder)} is not a folder`);
+    }
     return undefined;
   }
 
@@ -180,13 +177,13 @@ export class Catalog {
    * state's temporary is one, which could lead a write or a read out of the
    * folder. `undefined` when it may.
    */
-  async linkProblem(name: string): Promise<string | undefined> {
-    const parent = this.parentProblem(name);
+  async linkRefusal(name: string): Promise<Refusal | undefined> {
+    const parent = this.parentRefusal(name);
     if (parent) return parent;
     for (const suffix of ["", PART_SUFFIX, STATE_SUFFIX, STATE_TEMP_SUFFIX]) {
       try {
         if ((await Deno.lstat(this.pathOf(name + suffix))).isSymlink) {
-          return `${JSON.stringify(name + suffix)} is a symbolic link`;
+          return badName(`${JSON.stringify(name + suffix)} is a symbolic link`);
         }
       } catch (error) {
         if (!(error instanceof Deno.errors.NotFound)) throw error;
@@ -196,7 +193,7 @@ export class Catalog {
   }
 
   /**
-   * {@linkcode linkProblem} for the many small files of a tree, without a
+   * {@linkcode linkRefusal} for the many small files of a tree, without a
    * failing `lstat` per missing file (each costs ~16 µs): which names exist
    * comes from one listing of the folder, trusted for a second. Writes stay
    * safe without it: {@linkcode storeWhole} creates its part file with
@@ -204,7 +201,7 @@ export class Catalog {
    */
   inspect(name: string): Inspection {
     const parents = this.#checkParents(name);
-    if ("problem" in parents) return { kind: "refused", ...parents };
+    if ("refusal" in parents) return { kind: "refused", ...parents };
     if (!parents.exist) {
       return {
         kind: "ok",
@@ -225,13 +222,13 @@ export class Catalog {
     if (stored?.isSymlink) {
       return {
         kind: "refused",
-        problem: `${JSON.stringify(name)} is a symbolic link`,
+        refusal: badName(`${JSON.stringify(name)} is a symbolic link`),
       };
     }
     if (stored !== undefined && !stored.isFile) {
       return {
         kind: "refused",
-        problem: `${JSON.stringify(name)} is a folder`,
+        refusal: badName(`${JSON.stringify(name)} is a folder`),
       };
     }
     return { kind: "ok", stored, leftovers, parentsExist: true };
@@ -259,19 +256,19 @@ export class Catalog {
    * (unless `parentsExist`, as {@linkcode inspect} just found),
    * writes `<name>.ftv-part` (created exclusively, so never through a link),
    * sets mode and mtime, syncs when asked, renames it into place and records
-   * its digest. Resolves to a problem that refuses the name, `"busy"` when
-   * a part file appeared meanwhile, or `undefined` once stored.
+   * its digest. Resolves to a refusal (`bad_name`, or `busy` when a part
+   * file appeared meanwhile), or `undefined` once stored.
    */
   storeWhole(
     name: string,
     bytes: Uint8Array,
     sha256: string,
     attributes: Attributes & { fsync: boolean; parentsExist?: boolean },
-  ): string | undefined {
-    const problem = attributes.parentsExist
+  ): Refusal | undefined {
+    const refused = attributes.parentsExist
       ? undefined
       : this.makeParents(name);
-    if (problem) return problem;
+    if (refused) return refused;
     const written = writeWhole(this.pathOf(name), bytes, {
       mode: (attributes.mode ?? 0o644) & MODE_MASK,
       mtimeMs: attributes.mtimeMs,
@@ -282,7 +279,7 @@ export class Catalog {
     this.#listings.get(slash === -1 ? "" : name.slice(0, slash))?.names.add(
       name.slice(slash + 1),
     );
-    this.#rememberSoon(name, {
+    this.#digests.remember(name, {
       size: bytes.length,
       mtimeMs: attributes.mtimeMs,
       sha256,
@@ -293,11 +290,11 @@ export class Catalog {
 
   /**
    * Creates the folder `name` (and those on the way) unless it exists, and
-   * sets its mode and mtime; the problem, or `undefined` when done.
+   * sets its mode and mtime; the refusal, or `undefined` when done.
    */
-  makeFolder(name: string, attributes: Attributes): string | undefined {
-    const problem = this.makeParents(name) ?? this.#ensureFolder(name);
-    if (problem) return problem;
+  makeFolder(name: string, attributes: Attributes): Refusal | undefined {
+    const refused = this.makeParents(name) ?? this.#ensureFolder(name);
+    if (refused) return refused;
     const path = this.pathOf(name);
     if (attributes.mode !== undefined) {
       Deno.chmodSync(path, attributes.mode & MODE_MASK);
@@ -313,7 +310,7 @@ export class Catalog {
    */
   async totalBytes(): Promise<number> {
     const now = performance.now();
-    if (this.#total && now - this.#total.at < SAVE_INTERVAL_MS) {
+    if (this.#total && now - this.#total.at < TOTAL_TTL_MS) {
       return this.#total.bytes;
     }
     let bytes = 0;
@@ -322,6 +319,11 @@ export class Catalog {
     }, true);
     this.#total = { at: now, bytes };
     return bytes;
+  }
+
+  /** Writes the digest cache if anything changed since it was last written. */
+  flush(): Promise<void> {
+    return this.#digests.flush();
   }
 
   /** Every stored file, by name. */
@@ -346,14 +348,15 @@ export class Catalog {
           mode: (info.mode ?? 0o755) & MODE_MASK,
         });
       } else if (info.isFile) {
-        const entry = this.#cachedEntry(name, info) ?? await this.lookup(name);
+        const entry = this.#digests.entry(name, info) ??
+          await this.lookup(name);
         if (entry) files.push(entry);
       }
     };
-    await this.#load();
+    await this.#digests.load();
     if (prefix === undefined) {
       await this.#walk("", 0, visit, false);
-    } else if (this.parentProblem(prefix) === undefined) {
+    } else if (this.parentRefusal(prefix) === undefined) {
       let info: Deno.FileInfo | undefined;
       try {
         info = await Deno.lstat(this.pathOf(prefix));
@@ -388,7 +391,7 @@ export class Catalog {
       throw error;
     }
     for (const item of items) {
-      if (item.isSymlink || (!all && nameProblem(item.name))) continue;
+      if (item.isSymlink || (!all && nameRefusal(item.name))) continue;
       if (folder === "" && item.name === META_DIR) continue;
       const name = folder === "" ? item.name : `${folder}/${item.name}`;
       let info: Deno.FileInfo;
@@ -413,7 +416,7 @@ export class Catalog {
    * the bytes.
    */
   async readSmall(name: string, maxBytes: number): Promise<SmallRead> {
-    await this.#load();
+    await this.#digests.load();
     const found = this.inspect(name);
     if (found.kind === "refused") return found;
     // The folder's listing may be up to a second old: look again before
@@ -423,7 +426,7 @@ export class Catalog {
     if (!checked.isFile) {
       return {
         kind: "refused",
-        problem: `${JSON.stringify(name)} is not a plain file`,
+        refusal: badName(`${JSON.stringify(name)} is not a plain file`),
       };
     }
     if (checked.size > maxBytes) return { kind: "tooLarge" };
@@ -432,7 +435,10 @@ export class Catalog {
     if (identity(info) !== identity(checked) || info.size > maxBytes) {
       return {
         kind: "refused",
-        problem: `${JSON.stringify(name)} changed while being read`,
+        refusal: refusal(
+          ERROR_CODE.busy,
+          `${JSON.stringify(name)} changed while being read`,
+        ),
       };
     }
     const bytes = new Uint8Array(info.size);
@@ -441,27 +447,19 @@ export class Catalog {
       if (got === null) return { kind: "tooLarge" }; // Shrank: not one whole read.
       filled += got;
     }
-    let entry = this.#cachedEntry(name, info);
+    let entry = this.#digests.entry(name, info);
     if (entry === undefined) {
       const sha256 = createHash("sha256").update(bytes).digest("hex");
       const mtimeMs = info.mtime?.getTime() ?? 0;
-      this.#rememberSoon(name, { size: info.size, mtimeMs, sha256 });
-      entry = this.#cachedEntry(name, info)!;
+      this.#digests.remember(name, { size: info.size, mtimeMs, sha256 });
+      entry = this.#digests.entry(name, info)!;
     }
     return { kind: "ok", entry, bytes };
   }
 
-  /** The file `name` as `info` describes it, when its digest is cached for that size and mtime. */
-  #cachedEntry(name: string, info: Deno.FileInfo): FileEntry | undefined {
-    const mtimeMs = info.mtime?.getTime() ?? 0;
-    const cached = this.#cache.get(name);
-    if (cached?.size !== info.size || cached.mtimeMs !== mtimeMs) return;
-    return { name, ...cached, mode: (info.mode ?? 0o644) & MODE_MASK };
-  }
-
   /** The stored file `name` with its digest, or `undefined` when absent. */
   async lookup(name: string): Promise<FileEntry | undefined> {
-    await this.#load();
+    await this.#digests.load();
     let info: Deno.FileInfo;
     try {
       info = await Deno.stat(this.pathOf(name));
@@ -470,75 +468,25 @@ export class Catalog {
       throw error;
     }
     if (!info.isFile) return undefined;
-    const cached = this.#cachedEntry(name, info);
+    const cached = this.#digests.entry(name, info);
     if (cached) return cached;
     const mtimeMs = info.mtime?.getTime() ?? 0;
     const mode = (info.mode ?? 0o644) & MODE_MASK;
     const sha256 = await hashFile(this.pathOf(name));
-    this.#rememberSoon(name, { size: info.size, mtimeMs, sha256 });
+    this.#digests.remember(name, { size: info.size, mtimeMs, sha256 });
     return { name, size: info.size, sha256, mtimeMs, mode };
   }
 
   /** Records the digest of a file just stored, so it is never hashed again. */
   async record(name: string, sha256: string): Promise<void> {
-    await this.#load();
+    await this.#digests.load();
     const info = await Deno.stat(this.pathOf(name));
-    this.#rememberSoon(name, {
+    this.#digests.remember(name, {
       size: info.size,
       mtimeMs: info.mtime?.getTime() ?? 0,
       sha256,
     });
     if (this.#total) this.#total.bytes += info.size;
-  }
-
-  /**
-   * Notes a digest; the cache file is rewritten at most once a second while
-   * files keep arriving (rewriting it per file would cost O(n²) for a tree),
-   * and by {@linkcode flush} at the end of each session. Losing the last
-   * second of it costs only a re-hash.
-   */
-  #rememberSoon(name: string, digest: CachedDigest): void {
-    this.#cache.set(name, digest);
-    this.#dirty = true;
-    if (performance.now() - this.#lastSave >= SAVE_INTERVAL_MS) {
-      this.flush().catch(() => undefined);
-    }
-  }
-
-  /** Writes the digest cache if anything changed since it was last written. */
-  flush(): Promise<void> {
-    const run = this.#saving.then(() => this.#save());
-    this.#saving = run.catch(() => undefined);
-    return run;
-  }
-
-  async #save(): Promise<void> {
-    if (!this.#dirty) return;
-    this.#dirty = false;
-    this.#lastSave = performance.now();
-    await this.#load();
-    await Deno.mkdir(`${this.dir}/${META_DIR}`, { recursive: true });
-    const temporary = `${this.#cachePath}.${crypto.randomUUID()}.tmp`;
-    await Deno.writeTextFile(
-      temporary,
-      JSON.stringify(Object.fromEntries(this.#cache)),
-    );
-    await Deno.rename(temporary, this.#cachePath);
-  }
-
-  async #load(): Promise<void> {
-    if (this.#loaded) return;
-    this.#loaded = true;
-    try {
-      const saved = JSON.parse(await Deno.readTextFile(this.#cachePath));
-      for (const [name, digest] of Object.entries(saved)) {
-        if (isCachedDigest(digest) && !this.#cache.has(name)) {
-          this.#cache.set(name, digest);
-        }
-      }
-    } catch {
-      // No cache yet, or a damaged one: digests are computed again.
-    }
   }
 }
 
@@ -562,9 +510,6 @@ function identity(info: Deno.FileInfo): string | undefined {
     : `${info.dev}:${info.ino}`;
 }
 
-function isCachedDigest(value: unknown): value is CachedDigest {
-  const v = value as CachedDigest;
-  return typeof v === "object" && v !== null && typeof v.size === "number" &&
-    typeof v.mtimeMs === "number" && typeof v.sha256 === "string" &&
-    /^[0-9a-f]{64}$/.test(v.sha256);
+function badName(reason: string): Refusal {
+  return refusal(ERROR_CODE.badName, reason);
 }

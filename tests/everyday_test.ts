@@ -12,11 +12,7 @@ import {
   COMPRESSION_FLAG,
   decodeChunk,
 } from "../engine/compression.ts";
-import {
-  formatDuration,
-  type ProgressEvent,
-  ProgressReporter,
-} from "../cli/progress.ts";
+import { formatDuration, ProgressReporter } from "../cli/progress.ts";
 import {
   type CliResult,
   denoArgs,
@@ -31,6 +27,7 @@ import {
   writeRandomFile,
 } from "./test_util.ts";
 import { formatBytes } from "../base/bytes.ts";
+import type { ProgressEvent } from "../engine/transfer.ts";
 
 const HOST = ["--host", "127.0.0.1"];
 const MiB = 1024 * 1024;

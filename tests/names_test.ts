@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
 import {
-  checkName,
   MAX_NAME_BYTES,
   META_DIR,
-  nameProblem,
+  nameRefusal,
   PART_SUFFIX,
   STATE_SUFFIX,
 } from "../protocol/names.ts";
@@ -80,53 +79,27 @@ const REFUSED: [label: string, name: string][] = [
 ];
 
 Deno.test({
-  name: "nameProblem() accepts ordinary names, Unicode included",
+  name: "nameRefusal() accepts ordinary names, Unicode included",
   permissions: "none",
   async fn(t) {
     for (const name of ACCEPTED) {
       await t.step(JSON.stringify(name).slice(0, 60), () => {
-        assert.equal(nameProblem(name), undefined);
-        assert.equal(checkName(name), name);
+        assert.equal(nameRefusal(name), undefined);
       });
     }
   },
 });
 
 Deno.test({
-  name: "nameProblem() refuses names that could escape or clash",
+  name: "nameRefusal() refuses names that could escape or clash",
   permissions: "none",
   async fn(t) {
     assert.ok(REFUSED.length >= 20);
     for (const [label, name] of REFUSED) {
       await t.step(label, () => {
-        const problem = nameProblem(name);
-        assert.equal(typeof problem, "string", `accepted ${label}`);
-        assert.notEqual(problem, "");
-      });
-    }
-  },
-});
-
-Deno.test({
-  name: "checkName() throws a RangeError that quotes the name and the problem",
-  permissions: "none",
-  async fn(t) {
-    for (const [label, name] of REFUSED) {
-      await t.step(label, () => {
-        assert.throws(
-          () => checkName(name),
-          (error: unknown) => {
-            assert.ok(error instanceof RangeError);
-            assert.ok(
-              error.message.startsWith(
-                `Cannot use name ${JSON.stringify(name)}: `,
-              ),
-              error.message,
-            );
-            assert.ok(error.message.endsWith(nameProblem(name)!));
-            return true;
-          },
-        );
+        const refused = nameRefusal(name);
+        assert.equal(refused?.code, "bad_name", `accepted ${label}`);
+        assert.notEqual(refused.reason, "");
       });
     }
   },

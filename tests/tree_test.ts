@@ -11,7 +11,7 @@ import { encodeControl, encodeData, type Frame, serve } from "../mod.ts";
 import {
   MAX_PATH_BYTES,
   MAX_PATH_DEPTH,
-  pathProblem,
+  pathRefusal,
 } from "../protocol/names.ts";
 import {
   type ControlMessage,
@@ -46,7 +46,7 @@ function sha256(bytes: Uint8Array): string {
 }
 
 Deno.test({
-  name: "pathProblem() accepts nested relative names and refuses hostile ones",
+  name: "pathRefusal() accepts nested relative names and refuses hostile ones",
   permissions: "none",
   async fn(t) {
     const accepted = [
@@ -61,7 +61,7 @@ Deno.test({
     ];
     for (const name of accepted) {
       await t.step(`accepts ${JSON.stringify(name).slice(0, 40)}`, () => {
-        assert.equal(pathProblem(name), undefined);
+        assert.equal(pathRefusal(name), undefined);
       });
     }
     const refused: [string, string][] = [
@@ -96,7 +96,7 @@ Deno.test({
     );
     for (const [label, name] of refused) {
       await t.step(`refuses ${label}`, () => {
-        assert.equal(typeof pathProblem(name), "string", `accepted ${label}`);
+        assert.equal(pathRefusal(name)?.code, "bad_name", `accepted ${label}`);
       });
     }
   },

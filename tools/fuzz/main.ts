@@ -25,7 +25,7 @@ import { Logger } from "../../base/log.ts";
 import {
   MAX_NAME_BYTES,
   META_DIR,
-  nameProblem,
+  nameRefusal,
   PART_SUFFIX,
   STATE_SUFFIX,
 } from "../../protocol/names.ts";
@@ -903,7 +903,7 @@ export async function strayEntries(dir: string): Promise<string[]> {
       : entry.name.endsWith(STATE_SUFFIX)
       ? entry.name.slice(0, -STATE_SUFFIX.length)
       : entry.name;
-    if (!entry.isFile || nameProblem(base)) stray.push(entry.name);
+    if (!entry.isFile || nameRefusal(base)) stray.push(entry.name);
   }
   return stray.sort();
 }

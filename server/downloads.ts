@@ -1,0 +1,135 @@
+/**
+ * Serving stored files on ftv/1: an ordinary get (offer, chunks, repair
+ * rounds until the client has verified the file) and an eager get (a small
+ * file sent whole at once, for a tree's pipelined download).
+ *
+ * @module
+ */
+
+import { ERROR_CODE, refusal, RemoteError } from "../base/errors.ts";
+import { chunkSizeOf } from "../engine/chunk_reader.ts";
+import { chunkCount } from "../engine/chunks.ts";
+import { ChunkCompressor } from "../engine/compression.ts";
+import { sendChunks } from "../engine/sender.ts";
+import type { FramedConnection } from "../net/connection.ts";
+import {
+  type ControlOf,
+  DATA_FRAME_OVERHEAD,
+  encodeData,
+  type FileEntry,
+  type GetMessage,
+} from "../protocol.ts";
+import { pathRefusal } from "../protocol/names.ts";
+import { MAX_SERVER_ROUNDS, type ServerContext } from "./context.ts";
+import { refuse } from "./refuse.ts";
+
+/** Answers a `get`: the file in chunks, or at once when it is eager. */
+export async function sendDownload(
+  ctx: ServerContext,
+  fc: FramedConnection,
+  get: GetMessage,
+): Promise<void> {
+  if (get.eager) return await sendEagerDownload(ctx, fc, get);
+  const { catalog, log } = ctx;
+  const what = `send ${JSON.stringify(get.name)}`;
+  const refused = pathRefusal(get.name) ??
+    await catalog.linkRefusal(get.name);
+  if (refused) return refuse(ctx, fc, refused, what);
+  const entry = await catalog.lookup(get.name);
+  if (!entry) return refuse(ctx, fc, notFound(), what);
+  using file = await Deno.open(catalog.pathOf(get.name), { read: true });
+  const transferId = ctx.nextTransferId();
+  const compression = get.compress ?? "none";
+  const chunkSize = await chunkSizeOf(
+    file,
+    entry.size,
+    compression,
+    ctx.chunkSize,
+  );
+  await fc.send({ ...offerOf(transferId, entry, chunkSize), earlyNack: true });
+  log.info(`File split into ${chunkCount(entry.size, chunkSize)} chunks`);
+  try {
+    const stats = await sendChunks(fc, file, {
+      transferId,
+      size: entry.size,
+      chunkSize,
+      sha256: entry.sha256,
+      compression,
+      simulator: ctx.faults,
+      maxRounds: MAX_SERVER_ROUNDS,
+      log,
+    });
+    log.info(
+      `Sent ${entry.name} to ${fc.peer}: verified after ${stats.attempts} round(s)`,
+    );
+  } catch (error) {
+    if (!(error instanceof RemoteError)) throw error;
+    log.error(`Client gave up on ${entry.name}: ${error.message}`);
+  }
+}
+
+/**
+ * An eager get: a file of at most one chunk goes out at once as its
+ * `offer` and data frame, queued like the replies to eager puts, and the
+ * server reads the next request without waiting. The client checks the
+ * bytes against the offer's SHA-256 and gets a damaged file the ordinary
+ * way. A simulated loss damages the frame instead, so the framing holds.
+ */
+async function sendEagerDownload(
+  ctx: ServerContext,
+  fc: FramedConnection,
+  get: Extract<GetMessage, { eager: true }>,
+): Promise<void> {
+  const { catalog, chunkSize, faults, log } = ctx;
+  const what = `send ${JSON.stringify(get.name)}`;
+  const syntax = pathRefusal(get.name);
+  if (syntax) return refuse(ctx, fc, syntax, what);
+  const read = await catalog.readSmall(get.name, chunkSize);
+  if (read.kind === "refused") return refuse(ctx, fc, read.refusal, what);
+  if (read.kind === "missing") return refuse(ctx, fc, notFound(), what);
+  if (read.kind === "tooLarge") {
+    return refuse(
+      ctx,
+      fc,
+      refusal(
+        ERROR_CODE.badRequest,
+        "an eager get needs a file of at most one chunk",
+      ),
+      what,
+    );
+  }
+  const { entry, bytes } = read;
+  const transferId = ctx.nextTransferId();
+  fc.queue(offerOf(transferId, entry, chunkSize));
+  if (entry.size > 0) {
+    const wire = new ChunkCompressor(get.compress ?? "none").encode(bytes);
+    const frame = encodeData(transferId, 0, wire.payload, wire.flags);
+    if ((faults?.fate(0) ?? "deliver") !== "deliver") {
+      faults!.corrupt(frame.subarray(DATA_FRAME_OVERHEAD));
+    }
+    fc.queueFrame(frame);
+  }
+  log.debug(`Sent ${entry.name} eagerly (${entry.size} bytes)`);
+}
+
+function notFound() {
+  return refusal(ERROR_CODE.notFound, "no such file on the server");
+}
+
+/** The `offer` of a stored file, sent in `chunkSize` chunks. */
+function offerOf(
+  transferId: number,
+  entry: FileEntry,
+  chunkSize: number,
+): ControlOf<"offer"> {
+  return {
+    type: "offer",
+    transferId,
+    name: entry.name,
+    size: entry.size,
+    chunkSize,
+    sha256: entry.sha256,
+    mtimeMs: entry.mtimeMs,
+    ...(entry.mode === undefined ? {} : { mode: entry.mode }),
+  };
+}

@@ -1,0 +1,195 @@
+/**
+ * Receiving files on ftv/1: an ordinary put (ready, chunks, repair rounds,
+ * resume from a part file), an eager put (a small file pipelined whole), and
+ * `mkdir` for a tree's folders.
+ *
+ * @module
+ */
+
+import { TransferError } from "../base/errors.ts";
+import { removeIfPresent } from "../engine/atomic_file.ts";
+import { ChunkStore } from "../engine/chunk_store.ts";
+import { receiveChunks, receiveEager } from "../engine/receiver.ts";
+import type { FramedConnection } from "../net/connection.ts";
+import type { ControlOf, PutMessage } from "../protocol.ts";
+import { PART_SUFFIX, pathRefusal, STATE_SUFFIX } from "../protocol/names.ts";
+import { uploadRefusal } from "./admission.ts";
+import {
+  MAX_SERVER_ROUNDS,
+  type ServerContext,
+  type TreeTally,
+} from "./context.ts";
+import { refuse } from "./refuse.ts";
+
+/** An ordinary put: the part file resumes what an earlier run left. */
+type OrdinaryPut = Extract<PutMessage, { eager?: false }>;
+/** An eager put: at most one chunk, sent without waiting for `ready`. */
+type EagerPut = Extract<PutMessage, { eager: true }>;
+
+/** Answers an ordinary `put`: admission, then the chunk exchange into a part file. */
+export async function receiveUpload(
+  ctx: ServerContext,
+  fc: FramedConnection,
+  put: OrdinaryPut,
+): Promise<void> {
+  const { catalog, log } = ctx;
+  const refused = await uploadRefusal(ctx, put, { links: true }) ??
+    catalog.makeParents(put.name);
+  if (refused) {
+    return refuse(ctx, fc, refused, `store ${JSON.stringify(put.name)}`);
+  }
+  if (put.sha256 !== undefined && await holds(ctx, put, put.sha256)) {
+    log.info(`${put.name} is already stored with that digest`);
+    await fc.send({
+      type: "verified",
+      transferId: 0,
+      sha256: put.sha256,
+      bytes: put.size,
+      held: true,
+    });
+    return;
+  }
+  ctx.busyNames.add(put.name);
+  try {
+    await receiveIntoStore(ctx, fc, put);
+  } catch (error) {
+    if (!(error instanceof TransferError)) throw error;
+    log.error(error.message);
+  } finally {
+    ctx.busyNames.delete(put.name);
+  }
+}
+
+async function receiveIntoStore(
+  ctx: ServerContext,
+  fc: FramedConnection,
+  put: OrdinaryPut,
+): Promise<void> {
+  const { catalog, log } = ctx;
+  const store = await ChunkStore.open(catalog.pathOf(put.name), {
+    name: put.name,
+    size: put.size,
+    chunkSize: put.chunkSize,
+    mtimeMs: put.mtimeMs,
+  }, {
+    fsync: ctx.fsync,
+    attributes: { mode: put.mode, mtimeMs: put.mtimeMs },
+  });
+  try {
+    log.info(
+      `Receiving ${put.name} (${put.size} bytes in ${store.count} chunks${
+        store.resumedChunks ? `, ${store.resumedChunks} already held` : ""
+      })`,
+    );
+    const stats = await receiveChunks(fc, store, {
+      transferId: ctx.nextTransferId(),
+      maxRetries: Math.min(put.maxRetries, MAX_SERVER_ROUNDS),
+      earlyNack: put.earlyNack === true,
+      log,
+    });
+    await catalog.record(put.name, stats.sha256);
+    log.info(`File received and saved as ${put.name}`);
+    log.info(`Calculated checksum: ${stats.sha256}`);
+  } finally {
+    await store.suspend();
+  }
+}
+
+/**
+ * An eager put: a file of at most one chunk whose data follows without
+ * waiting for `ready`, so a tree's small files stream back to back over one
+ * connection. Received whole, checked, then stored in one go
+ * ({@linkcode Catalog.storeWhole}); answered `verified`, or `nack` round 0
+ * when the bytes were damaged or a part file appeared meanwhile (the client
+ * sends the file again the normal way), or `error`. One DEBUG line per file; the session
+ * logs a summary.
+ */
+export async function receiveEagerUpload(
+  ctx: ServerContext,
+  fc: FramedConnection,
+  put: EagerPut,
+  tree: TreeTally,
+): Promise<void> {
+  const { catalog, log } = ctx;
+  const { transferId, sha256 } = put;
+  const body = await receiveEager(fc, put);
+  const what = `store ${JSON.stringify(put.name)}`;
+  const retryLater = () =>
+    fc.queue({ type: "nack", transferId, seqs: [], round: 0 });
+  const refused = await uploadRefusal(ctx, put, { links: false });
+  if (refused) return refuse(ctx, fc, refused, what);
+  let found = catalog.inspect(put.name);
+  if (found.kind === "refused") return refuse(ctx, fc, found.refusal, what);
+  if (found.stored?.size === put.size && await holds(ctx, put, sha256)) {
+    log.debug(`${put.name} is already stored with that digest`);
+    fc.queue({
+      type: "verified",
+      transferId,
+      sha256,
+      bytes: put.size,
+      held: true,
+    });
+    return;
+  }
+  if (!body.ok) {
+    log.warn(`Eager transfer of ${put.name} failed: ${body.reason}`);
+    return retryLater();
+  }
+  if (found.leftovers) {
+    const linked = await catalog.linkRefusal(put.name);
+    if (linked) return refuse(ctx, fc, linked, what);
+    await removeIfPresent(catalog.pathOf(put.name) + PART_SUFFIX);
+    await removeIfPresent(catalog.pathOf(put.name) + STATE_SUFFIX);
+    found = catalog.inspect(put.name);
+    if (found.kind === "refused") return refuse(ctx, fc, found.refusal, what);
+  }
+  const stored = catalog.storeWhole(put.name, body.bytes, sha256, {
+    mode: put.mode,
+    mtimeMs: put.mtimeMs,
+    fsync: ctx.fsync,
+    parentsExist: found.parentsExist,
+  });
+  if (stored?.code === "busy") return retryLater();
+  if (stored) return refuse(ctx, fc, stored, what);
+  tree.files++;
+  tree.bytes += put.size;
+  log.debug(`Stored ${put.name} (${put.size} bytes, SHA-256 ${sha256})`);
+  fc.queue({ type: "verified", transferId, sha256, bytes: put.size });
+}
+
+/** Creates a folder with its mode and mtime; answered like an eager put. */
+export function makeFolder(
+  ctx: ServerContext,
+  fc: FramedConnection,
+  request: ControlOf<"mkdir">,
+  tree: TreeTally,
+): Promise<void> {
+  const refused = pathRefusal(request.name) ??
+    ctx.catalog.makeFolder(request.name, request);
+  if (refused) {
+    return refuse(
+      ctx,
+      fc,
+      refused,
+      `make folder ${JSON.stringify(request.name)}`,
+    );
+  }
+  tree.dirs++;
+  fc.queue({
+    type: "verified",
+    transferId: request.transferId,
+    sha256: "",
+    bytes: 0,
+  });
+  return Promise.resolve();
+}
+
+/** Whether the stored file of that name already has the size and digest offered. */
+async function holds(
+  ctx: ServerContext,
+  put: { name: string; size: number },
+  sha256: string,
+): Promise<boolean> {
+  const entry = await ctx.catalog.lookup(put.name);
+  return entry?.size === put.size && entry.sha256 === sha256;
+}

@@ -15,6 +15,19 @@
  */
 
 export { FtvClient, get, roundTrip, send } from "./client.ts";
+export {
+  EagerDownloads,
+  EagerUploads,
+  FolderRequests,
+} from "./client/pipelined.ts";
+export type {
+  EagerGetReply,
+  EagerPutReply,
+  FolderReply,
+  PipelinedOptions,
+  SmallFile,
+} from "./client/pipelined.ts";
+export { RateLimiter } from "./net/rate_limit.ts";
 export type {
   ClientOptions,
   ConnectOptions,
@@ -40,10 +53,14 @@ export type {
   FaultProxyOptions,
   FaultProxyStats,
 } from "./faults/proxy.ts";
-export type { FtvServer, ServeOptions } from "./server.ts";
-export type { TransferStats } from "./engine/transfer.ts";
+export type {
+  FtvServer,
+  ServeOptions,
+  SimulateErrorsOptions,
+} from "./server.ts";
 export { hashFile, hashFile as hash } from "./engine/digest.ts";
 export {
+  COMPRESSION_MODES,
   encodeControl,
   encodeData,
   FrameDecoderStream,
@@ -51,10 +68,15 @@ export {
 } from "./protocol.ts";
 export type {
   ControlMessage,
+  ControlOf,
+  ControlType,
   DataFrame,
   DirEntry,
   FileEntry,
   Frame,
+  GetMessage,
+  PutFields,
+  PutMessage,
 } from "./protocol.ts";
 export { main } from "./cli/main.ts";
 export type { Io } from "./cli/main.ts";
@@ -62,18 +84,29 @@ export { Logger } from "./base/log.ts";
 export type { LoggerOptions, LogLevel, LogSink } from "./base/log.ts";
 export { VERSION } from "./base/version.ts";
 export { ErrorSimulator } from "./faults/simulator.ts";
-export type { ChunkFate, ErrorSimulatorOptions } from "./faults/simulator.ts";
+export type { ErrorSimulatorOptions } from "./faults/simulator.ts";
 export type { TrustMode } from "./security/trust.ts";
 export {
+  AuthenticationError,
   ConnectionError,
   ERROR_CODE,
   type ErrorCode,
   EXIT,
+  exitCodeOf,
+  type Outcome,
   ProtocolError,
+  type Refusal,
   RemoteError,
   TransferError,
+  TrustError,
+  type TrustErrorCode,
 } from "./base/errors.ts";
-export { type ProgressEvent } from "./engine/transfer.ts";
+export type {
+  ChunkFate,
+  ChunkFaults,
+  ProgressEvent,
+  TransferStats,
+} from "./engine/transfer.ts";
 
 import { main } from "./cli/main.ts";
 

@@ -12,6 +12,7 @@ import { ChunkBitmap } from "./bitmap.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import { decodeChunk } from "./compression.ts";
 import type { FramedConnection } from "../net/connection.ts";
+import type { DataFrame } from "../protocol.ts";
 import type { Logger } from "../base/log.ts";
 import type { RateLimiter } from "../net/rate_limit.ts";
 import {
@@ -71,26 +72,9 @@ export async function receiveChunks(
   store: ChunkStore,
   options: ReceiveChunksOptions,
 ): Promise<TransferStats> {
-  const { transferId, maxRetries, log, limiter } = options;
-  const { size, chunkSize } = store.manifest;
-  const wireStart = fc.bytesReceived;
-  await announceHeld(fc, store, transferId, log);
+  await announceHeld(fc, store, options.transferId, options.log);
   options.onReady?.(store.have.count);
-  let held = store.resumedBytes;
-  const counted = ChunkBitmap.fromBase64(store.have.toBase64(), store.count);
-  options.onProgress?.(held, 0);
-  const pending: Promise<void>[] = [];
-  const maxPending = Math.min(
-    64,
-    Math.max(2, Math.floor(MAX_PENDING_WRITE_BYTES / chunkSize)),
-  );
-  // The store gives a payload back once it is written and hashed.
-  const recycle = (payload: Uint8Array) => fc.pool.give(payload);
-  const overdue = options.earlyNack
-    ? new OverdueChunks(store.count, chunkSize)
-    : undefined;
-  let round = 0;
-  let retransmitted = 0;
+  const receiver = new ChunkReceiver(fc, store, options);
   for (;;) {
     const frame = await fc.next();
     if (frame === null) {
@@ -102,73 +86,153 @@ export async function receiveChunks(
       );
     }
     if (frame.kind === "data") {
-      if (round > 0) retransmitted++;
-      if (frame.transferId !== transferId || frame.seq >= store.count) {
-        if (frame.intact) {
-          throw new ProtocolError(
-            `Cannot accept chunk ${frame.seq} of transfer ${frame.transferId}`,
-          );
-        }
-        log?.warn("Dropped a damaged chunk whose header cannot be trusted");
-        fc.pool.give(frame.payload);
-        continue;
-      }
-      await limiter?.consume(frame.payload.length);
-      if (!frame.intact) {
-        log?.warn(`Checksum mismatch for chunk ${frame.seq}; will ask again`);
-        fc.pool.give(frame.payload);
-        continue;
-      }
-      let bytes: Uint8Array;
-      try {
-        bytes = decodeChunk(
-          frame.payload,
-          frame.flags,
-          chunkLength(frame.seq, size, chunkSize),
-        );
-      } catch (error) {
-        log?.warn(
-          `Chunk ${frame.seq} is intact but unusable (${
-            (error as Error).message
-          }); will ask again`,
-        );
-        fc.pool.give(frame.payload);
-        continue;
-      }
-      if (bytes !== frame.payload) fc.pool.give(frame.payload);
-      const written = store.accept(
-        frame.seq,
-        bytes,
-        bytes === frame.payload ? recycle : undefined,
-      );
-      if (!counted.has(frame.seq)) {
-        counted.add(frame.seq);
-        held += bytes.length;
-        options.onProgress?.(held, retransmitted);
-      }
-      if (overdue && round === 0) {
-        const { repair, late } = overdue.arrived(frame.seq, counted);
-        if (repair) retransmitted++;
-        if (late.length > 0) {
-          log?.info(`Asking again for chunk(s) ${formatSeqs(late)} at once`);
-          await fc.send({ type: "nack", transferId, seqs: late, round: 0 });
-        }
-      }
-      written.catch(() => undefined);
-      pending.push(written);
-      if (pending.length > maxPending) await pending.shift();
+      await receiver.chunk(frame);
       continue;
     }
     const message = frame.message;
     if (message.type === "error") {
       throw new RemoteError(message.code, message.message);
     }
-    if (message.type !== "done" || message.transferId !== transferId) {
+    if (message.type !== "done" || message.transferId !== options.transferId) {
       throw new ProtocolError(
         `Cannot continue receiving: unexpected "${message.type}" message`,
       );
     }
-    await Promise.all(pending.splice(0));
+    const stats = await receiver.done(message.sha256);
+    if (stats) return stats;
+  }
+}
+
+/** One file being received: the writes in flight, the rounds, the tallies. */
+class ChunkReceiver {
+  #fc: FramedConnection;
+  #store: ChunkStore;
+  #options: ReceiveChunksOptions;
+  #wireStart: number;
+  #held: number;
+  /** Chunks counted towards progress (each once). */
+  #counted: ChunkBitmap;
+  #pending: Promise<void>[] = [];
+  #maxPending: number;
+  #overdue: OverdueChunks | undefined;
+  #round = 0;
+  #retransmitted = 0;
+  /** The store gives a payload back once it is written and hashed. */
+  #recycle = (payload: Uint8Array) => this.#fc.pool.give(payload);
+
+  constructor(
+    fc: FramedConnection,
+    store: ChunkStore,
+    options: ReceiveChunksOptions,
+  ) {
+    this.#fc = fc;
+    this.#store = store;
+    this.#options = options;
+    this.#wireStart = fc.bytesReceived;
+    const { chunkSize } = store.manifest;
+    this.#held = store.resumedBytes;
+    this.#counted = ChunkBitmap.fromBase64(store.have.toBase64(), store.count);
+    this.#maxPending = Math.min(
+      64,
+      Math.max(2, Math.floor(MAX_PENDING_WRITE_BYTES / chunkSize)),
+    );
+    this.#overdue = options.earlyNack
+      ? new OverdueChunks(store.count, chunkSize)
+      : undefined;
+    options.onProgress?.(this.#held, 0);
+  }
+
+  /** Takes one data frame: checked, decoded, queued for writing. */
+  async chunk(frame: DataFrame): Promise<void> {
+    const { log, limiter } = this.#options;
+    const fc = this.#fc;
+    if (this.#round > 0) this.#retransmitted++;
+    if (
+      frame.transferId !== this.#options.transferId ||
+      frame.seq >= this.#store.count
+    ) {
+      if (frame.intact) {
+        throw new ProtocolError(
+          `Cannot accept chunk ${frame.seq} of transfer ${frame.transferId}`,
+        );
+      }
+      log?.warn("Dropped a damaged chunk whose header cannot be trusted");
+      return fc.pool.give(frame.payload);
+    }
+    await limiter?.consume(frame.payload.length);
+    if (!frame.intact) {
+      log?.warn(`Checksum mismatch for chunk ${frame.seq}; will ask again`);
+      return fc.pool.give(frame.payload);
+    }
+    const bytes = this.#decode(frame);
+    if (bytes === undefined) return;
+    const written = this.#store.accept(
+      frame.seq,
+      bytes,
+      bytes === frame.payload ? this.#recycle : undefined,
+    );
+    this.#progress(frame.seq, bytes.length);
+    await this.#askEarly(frame.seq);
+    written.catch(() => undefined);
+    this.#pending.push(written);
+    if (this.#pending.length > this.#maxPending) await this.#pending.shift();
+  }
+
+  /** The chunk's original bytes, or `undefined` (and a warning) when they cannot be had. */
+  #decode(frame: DataFrame): Uint8Array | undefined {
+    const { size, chunkSize } = this.#store.manifest;
+    let bytes: Uint8Array;
+    try {
+      bytes = decodeChunk(
+        frame.payload,
+        frame.flags,
+        chunkLength(frame.seq, size, chunkSize),
+      );
+    } catch (error) {
+      this.#options.log?.warn(
+        `Chunk ${frame.seq} is intact but unusable (${
+          (error as Error).message
+        }); will ask again`,
+      );
+      this.#fc.pool.give(frame.payload);
+      return undefined;
+    }
+    if (bytes !== frame.payload) this.#fc.pool.give(frame.payload);
+    return bytes;
+  }
+
+  #progress(seq: number, length: number): void {
+    if (this.#counted.has(seq)) return;
+    this.#counted.add(seq);
+    this.#held += length;
+    this.#options.onProgress?.(this.#held, this.#retransmitted);
+  }
+
+  /** In a first round, asks at once for chunks overdue behind `seq`. */
+  async #askEarly(seq: number): Promise<void> {
+    if (!this.#overdue || this.#round !== 0) return;
+    const { repair, late } = this.#overdue.arrived(seq, this.#counted);
+    if (repair) this.#retransmitted++;
+    if (late.length === 0) return;
+    this.#options.log?.info(
+      `Asking again for chunk(s) ${formatSeqs(late)} at once`,
+    );
+    await this.#fc.send({
+      type: "nack",
+      transferId: this.#options.transferId,
+      seqs: late,
+      round: 0,
+    });
+  }
+
+  /**
+   * The sender's `done`: asks again for what is missing (and resolves to
+   * `undefined`), or checks the whole file against `sha256` and finalises it.
+   */
+  async done(sha256: string): Promise<TransferStats | undefined> {
+    const store = this.#store;
+    const { log, transferId, maxRetries } = this.#options;
+    await Promise.all(this.#pending.splice(0));
     await store.flush();
     log?.info("End of transmission received");
     const missing = store.have.missing();
@@ -177,35 +241,52 @@ export async function receiveChunks(
         `Missing chunks: received ${store.have.count} out of ${store.count}`,
       );
       log?.error(`Missing sequence numbers: ${formatSeqs(missing)}`);
-      if (round >= maxRetries) {
-        const reason = `${missing.length} chunk(s) still missing after ${
-          round + 1
-        } attempt(s) (sequence numbers ${formatSeqs(missing)})`;
-        await store.suspend();
-        const message = `Cannot complete transfer: ${reason}`;
-        await fc.sendError(ERROR_CODE.tooManyRetries, message);
-        throw new TransferError(message);
-      }
-      round++;
-      log?.info(`Retrying missing chunks (attempt ${round}/${maxRetries})...`);
-      await fc.send({ type: "nack", transferId, seqs: missing, round });
-      continue;
+      if (this.#round >= maxRetries) return await this.#giveUp(missing);
+      this.#round++;
+      log?.info(
+        `Retrying missing chunks (attempt ${this.#round}/${maxRetries})...`,
+      );
+      await this.#fc.send({
+        type: "nack",
+        transferId,
+        seqs: missing,
+        round: this.#round,
+      });
+      return undefined;
     }
+    return await this.#verify(sha256);
+  }
+
+  async #giveUp(missing: number[]): Promise<never> {
+    const reason = `${missing.length} chunk(s) still missing after ${
+      this.#round + 1
+    } attempt(s) (sequence numbers ${formatSeqs(missing)})`;
+    await this.#store.suspend();
+    const message = `Cannot complete transfer: ${reason}`;
+    await this.#fc.sendError(ERROR_CODE.tooManyRetries, message);
+    throw new TransferError(message);
+  }
+
+  /** Checks the whole-file digest, then finalises and answers `verified`. */
+  async #verify(sha256: string): Promise<TransferStats> {
+    const store = this.#store;
+    const { log, transferId } = this.#options;
     const actual = await store.digest();
     log?.info(`Reassembled file checksum: ${actual}`);
-    const expected = options.expectedSha256 ?? message.sha256;
-    if (actual !== message.sha256 || actual !== expected) {
+    const expected = this.#options.expectedSha256 ?? sha256;
+    if (actual !== sha256 || actual !== expected) {
       await store.discard();
       const reason =
         `SHA-256 ${actual} does not match the expected ${expected}`;
-      await fc.sendError(ERROR_CODE.digestMismatch, reason);
+      await this.#fc.sendError(ERROR_CODE.digestMismatch, reason);
       throw new TransferError(`Cannot verify file: ${reason}`, {
         retryable: true,
       });
     }
     log?.info("Checksum verification successful!");
     await store.finalize();
-    await fc.send({
+    const { size } = store.manifest;
+    await this.#fc.send({
       type: "verified",
       transferId,
       sha256: actual,
@@ -215,9 +296,9 @@ export async function receiveChunks(
       sha256: actual,
       bytes: size,
       chunks: store.count,
-      retransmittedChunks: retransmitted,
-      attempts: round + 1,
-      wireBytes: fc.bytesReceived - wireStart,
+      retransmittedChunks: this.#retransmitted,
+      attempts: this.#round + 1,
+      wireBytes: this.#fc.bytesReceived - this.#wireStart,
       resumedChunks: store.resumedChunks,
       resumedBytes: store.resumedBytes,
     };

@@ -5,8 +5,18 @@
  * @module
  */
 
-/** Paces callers to `bytesPerSecond`, allowing bursts of a quarter second. */
+/**
+ * Paces callers to `bytesPerSecond`, allowing bursts of a quarter second.
+ *
+ * @example
+ * ```ts
+ * import { RateLimiter } from "./rate_limit.ts";
+ * const limiter = new RateLimiter(1024 * 1024);
+ * await limiter.consume(64 * 1024); // at most 1 MiB/s through here
+ * ```
+ */
 export class RateLimiter {
+  /** The rate kept to. */
   readonly bytesPerSecond: number;
   #tokens: number;
   #last = performance.now();

@@ -13,6 +13,7 @@
 import { crc32 } from "node:zlib";
 import type { ControlMessage } from "./messages.ts";
 
+/** Version spoken in `hello`; a peer with another version gets an error. */
 export const PROTOCOL_VERSION = 1;
 
 /** The TCP port an ftv server listens on unless told otherwise. */

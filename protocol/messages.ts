@@ -44,12 +44,18 @@ export const COMPRESSION_MODES = ["auto", "zstd", "gzip", "none"] as const;
 export type CompressionMode = typeof COMPRESSION_MODES[number];
 
 /** What every `put` carries: the file's identity and how it is cut. */
-interface PutFields {
+export interface PutFields {
+  /** Always `"put"`. */
   type: "put";
+  /** The name to store the file under: a relative path. */
   name: string;
+  /** The file's size in bytes. */
   size: number;
+  /** Bytes per chunk (the last chunk may be shorter). */
   chunkSize: number;
+  /** The file's modification time, ms since the epoch; part of its identity for resume. */
   mtimeMs: number;
+  /** Repair rounds the sender allows. */
   maxRetries: number;
   /** Permission bits to give the stored file. */
   mode?: number;

@@ -7,7 +7,7 @@
  */
 
 import { roundTrip } from "./client.ts";
-import type { Io } from "./cli/main.ts";
+import type { Io } from "./base/io.ts";
 import { Logger, type LogLevel } from "./base/log.ts";
 import {
   serve,
@@ -15,13 +15,18 @@ import {
   type SimulateErrorsOptions,
 } from "./server.ts";
 
+/** Size of the demo's random test file in KB, unless told otherwise. */
+export const DEMO_FILE_KB = 10;
+/** The seed's chunk size: small, so chunks and simulated errors show. */
+export const DEMO_CHUNK_SIZE = 1024;
+
 /** Options for {@linkcode runDemo}. */
 export interface DemoOptions {
-  /** Size of the random test file in KB. @default 10 */
+  /** Size of the random test file in KB. @default {@linkcode DEMO_FILE_KB} */
   testFileSizeKb: number;
   /** Lose, damage and reorder the server's chunks, at this rate and seed. */
   simulateErrors: false | SimulateErrorsOptions;
-  /** @default 1024, the seed's chunk size, so chunks and errors are visible */
+  /** Chunk size. @default {@linkcode DEMO_CHUNK_SIZE} */
   chunkSize: number;
   maxRetries: number;
   mode: "demo" | "server" | "client";

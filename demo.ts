@@ -7,21 +7,26 @@
  */
 
 import { roundTrip } from "./client.ts";
-import type { Io } from "./cli/main.ts";
-import { Logger, type LogLevel } from "./base/log.ts";
+import type { Io } from "./base/io.ts";
+import { COMPONENT, Logger, type LogLevel } from "./base/log.ts";
 import {
   serve,
   serveUntilSignal,
   type SimulateErrorsOptions,
 } from "./server.ts";
 
+/** Size of the demo's random test file in KB, unless told otherwise. */
+export const DEMO_FILE_KB = 10;
+/** The seed's chunk size: small, so chunks and simulated errors show. */
+export const DEMO_CHUNK_SIZE = 1024;
+
 /** Options for {@linkcode runDemo}. */
 export interface DemoOptions {
-  /** Size of the random test file in KB. @default 10 */
+  /** Size of the random test file in KB. @default {@linkcode DEMO_FILE_KB} */
   testFileSizeKb: number;
   /** Lose, damage and reorder the server's chunks, at this rate and seed. */
   simulateErrors: false | SimulateErrorsOptions;
-  /** @default 1024, the seed's chunk size, so chunks and errors are visible */
+  /** Chunk size. @default {@linkcode DEMO_CHUNK_SIZE} */
   chunkSize: number;
   maxRetries: number;
   mode: "demo" | "server" | "client";
@@ -57,11 +62,11 @@ export async function writeRandomFile(
 
 /** Runs the demo in the chosen mode; resolves to the exit code. */
 export async function runDemo(options: DemoOptions, io: Io): Promise<number> {
-  const log = new Logger("FileTransferDemo", { level: options.level });
+  const log = new Logger(COMPONENT.demo, { level: options.level });
   const serverOptions = {
     chunkSize: options.chunkSize,
     simulateErrors: options.simulateErrors,
-    log: log.child("FileTransferServer"),
+    log: log.child(COMPONENT.server),
   };
   if (options.mode === "server") {
     log.info("Starting server mode...");
@@ -82,7 +87,7 @@ export async function runDemo(options: DemoOptions, io: Io): Promise<number> {
       log.info(`Created test file: ${original} (${options.testFileSizeKb} KB)`);
     }
     const received = `${workDir}/received_${original.split("/").pop()}`;
-    const clientLog = log.child("FileTransferClient");
+    const clientLog = log.child(COMPONENT.client);
     if (options.mode === "client") {
       return await demoRoundTrip(
         original,

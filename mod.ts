@@ -79,7 +79,7 @@ export type {
   PutMessage,
 } from "./protocol.ts";
 export { main } from "./cli/main.ts";
-export type { Io } from "./cli/main.ts";
+export type { Io } from "./base/io.ts";
 export { Logger } from "./base/log.ts";
 export type { LoggerOptions, LogLevel, LogSink } from "./base/log.ts";
 export { VERSION } from "./base/version.ts";

@@ -107,7 +107,7 @@ export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
     : undefined;
   if (!isLoopback(host) && options.auth === undefined) {
     throw new RangeError(
-      `Cannot serve on ${host} without a token: set --token or FTV_TOKEN, or pass --no-auth to serve anyone who connects`,
+      `Cannot serve on ${host} without a token: give auth: { token } or, to serve anyone who connects, auth: "anyone"`,
     );
   }
   const dir = options.dir ?? "./ftv-data";

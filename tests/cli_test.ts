@@ -4,6 +4,10 @@
  */
 
 import assert from "node:assert/strict";
+import { FtvClient, type Io, main } from "../mod.ts";
+import { failureOf, UsageError } from "../cli/exit.ts";
+import { type Flag, type FlagKind, valuesOf } from "../cli/flags.ts";
+import { COMMANDS } from "../cli/options.ts";
 import {
   lines,
   listDir,
@@ -340,5 +344,157 @@ Deno.test("a bad --port value exits 2", async (t) => {
     assert.equal(result.code, 2, result.stderr);
     assertOneLineMessage(result.stderr);
     assert.ok(!(await listDir(tmp.path)).includes("srv"));
+  });
+});
+
+/** An {@linkcode Io} that keeps what a command writes. */
+function captureIo(): Io & { stdout: string[]; stderr: string[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  return {
+    stdout,
+    stderr,
+    out: (text) => stdout.push(text),
+    err: (text) => stderr.push(text),
+  };
+}
+
+/** Every flag of every command, with the command's name. */
+const TABLE = Object.entries(COMMANDS).flatMap(([command, { flags }]) =>
+  Object.entries(flags).map(([name, flag]) => ({
+    command,
+    name,
+    flag: flag as Flag<unknown>,
+  }))
+);
+
+/** A value each kind of flag refuses, as it is written on the command line. */
+const BAD: Record<FlagKind, (name: string) => string[]> = {
+  boolean: (name) => [`--${name}=x`],
+  string: (name) => [`--${name}=`],
+  integer: (name) => [`--${name}`, "x"],
+  bytes: (name) => [`--${name}`, "12 parsecs"],
+  rate: (name) => [`--${name}`, "1.5"],
+  seconds: (name) => [`--${name}`, "0"],
+  enum: (name) => [`--${name}`, "sideways"],
+};
+
+Deno.test("every flag in the table appears in its command's --help", async (t) => {
+  for (const [command, { flags }] of Object.entries(COMMANDS)) {
+    await t.step(command, async () => {
+      const io = captureIo();
+      assert.equal(await main([command, "--help"], io), 0);
+      const help = io.stdout.join("\n");
+      for (const [name, flag] of Object.entries(flags)) {
+        const label = flag.arg ? `--${name} ${flag.arg}` : `--${name}`;
+        assert.ok(help.includes(`  ${label} `), `${label} missing:\n${help}`);
+      }
+    });
+  }
+});
+
+Deno.test("valuesOf() refuses a bad value of every flag with a UsageError naming it", async (t) => {
+  for (const { command, name, flag } of TABLE) {
+    if (flag.kind === "boolean") continue;
+    await t.step(`${command} --${name}`, () => {
+      const [, raw = ""] = BAD[flag.kind](name);
+      const flags = { [name]: flag };
+      assert.throws(() => valuesOf(flags, { [name]: raw }), (error) => {
+        assert.ok(error instanceof UsageError, String(error));
+        assert.match(error.message, new RegExp(`--${name}\\b`));
+        return true;
+      });
+    });
+  }
+});
+
+Deno.test("a bad value for each kind of flag exits 2 with one 'ftv:' line", async (t) => {
+  const kinds = new Map<FlagKind, { command: string; name: string }>();
+  for (const { command, name, flag } of TABLE) {
+    if (!kinds.has(flag.kind)) kinds.set(flag.kind, { command, name });
+  }
+  assert.equal(kinds.size, Object.keys(BAD).length, "a kind has no flag");
+  for (const [kind, { command, name }] of kinds) {
+    const args = [command, ...BAD[kind](name)];
+    await t.step(`${kind}: ftv ${args.join(" ")}`, async () => {
+      const result = await runCli(args);
+      assert.equal(result.code, 2, result.stderr);
+      const message = assertOneLineMessage(result.stderr);
+      assert.match(message, new RegExp(`^ftv: .*--${name}\\b`));
+      assert.equal(result.stdout, "");
+    });
+  }
+});
+
+Deno.test("send checks its PATHs and names before the library sees them", async (t) => {
+  await using tmp = await tempDir();
+  await Deno.mkdir(tmp.join("one"));
+  await Deno.mkdir(tmp.join("two"));
+  await Deno.writeTextFile(tmp.join("one", "a.txt"), "1");
+  await Deno.writeTextFile(tmp.join("two", "a.txt"), "2");
+  const cases: [string, string[], RegExp][] = [
+    [
+      "two PATHs with one base name",
+      [tmp.join("one", "a.txt"), tmp.join("two", "a.txt")],
+      /two entries named "a\.txt"/,
+    ],
+    [
+      "--as with several PATHs",
+      [tmp.join("one"), tmp.join("two"), "--as", "both"],
+      /--as takes one PATH/,
+    ],
+    [
+      "--as naming a path outside the store",
+      [tmp.join("one"), "--as", "../up"],
+      /as "\.\.\/up": component "\.\."/,
+    ],
+  ];
+  for (const [what, args, expected] of cases) {
+    await t.step(what, async () => {
+      const result = await runCli([
+        "send",
+        ...args,
+        "--port",
+        String(unusedPort()),
+        ...HOST,
+      ]);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(assertOneLineMessage(result.stderr), expected);
+    });
+  }
+});
+
+Deno.test("a TypeError from the library is a failure (exit 1), not a usage error", async (t) => {
+  await using tmp = await tempDir();
+  await Deno.mkdir(tmp.join("tree"));
+  await Deno.writeTextFile(tmp.join("tree", "a.txt"), "a");
+  const connect = FtvClient.connect;
+  FtvClient.connect = () => Promise.reject(new TypeError("a bug, not usage"));
+  try {
+    for (
+      const args of [
+        ["send", tmp.join("tree")],
+        ["list"],
+      ]
+    ) {
+      await t.step(args[0]!, async () => {
+        const io = captureIo();
+        const code = await main([
+          ...args,
+          "--port",
+          String(unusedPort()),
+          ...HOST,
+          "--quiet",
+        ], io);
+        assert.equal(code, 1);
+        assert.deepEqual(io.stderr, ["ftv: a bug, not usage"]);
+      });
+    }
+  } finally {
+    FtvClient.connect = connect;
+  }
+  assert.deepEqual(failureOf(new RangeError("too big"), "server"), {
+    code: 1,
+    line: "ftv: too big",
   });
 });

@@ -1,0 +1,304 @@
+/**
+ * The commands that talk to a server: `client` (the round trip), `send`,
+ * `get` and `list`. Each checks its own usage (paths, names, trust flags)
+ * before the library is called, so what the library throws is never taken
+ * for a usage error.
+ *
+ * @module
+ */
+
+import { EXIT, RemoteError } from "../base/errors.ts";
+import type { Io } from "../base/io.ts";
+import { COMPONENT, Logger, stderrSink } from "../base/log.ts";
+import { basename } from "../base/paths.ts";
+import {
+  type ClientOptions,
+  FtvClient,
+  get,
+  roundTrip,
+  send,
+} from "../client.ts";
+import { ErrorSimulator } from "../faults/simulator.ts";
+import { pathRefusal } from "../protocol/names.ts";
+import { rootsProblem } from "../client/walk.ts";
+import type { TrustMode } from "../security/trust.ts";
+import {
+  logLevel,
+  noPositionals,
+  optional,
+  simulateErrors,
+  tokenOf,
+} from "./commands.ts";
+import { UsageError } from "./exit.ts";
+import type { Values } from "./flags.ts";
+import type { CommandValues, CONNECT } from "./options.ts";
+import { type ProgressMode, ProgressReporter } from "./progress.ts";
+import {
+  reportDryRun,
+  reportFile,
+  reportListing,
+  type ReportTo,
+  reportTree,
+} from "./report.ts";
+
+/** The values of the flags every command talking to a server takes. */
+type ConnectValues = Values<typeof CONNECT>;
+
+/** A command talking to a server: how it connects, logs and shows progress. */
+interface Session {
+  /** Host, port, timeout, token, trust and log. */
+  connect: ClientOptions;
+  /** The client's logger, quiet while a progress bar is drawn. */
+  log: Logger;
+  /** Where the result goes. */
+  to: ReportTo;
+}
+
+async function sessionOf(
+  values: ConnectValues,
+  io: Io,
+): Promise<Session> {
+  const progress = new ProgressReporter(progressMode(values));
+  const log = new Logger(COMPONENT.client, {
+    level: progress.mode === "bar" && !values.quiet
+      ? "WARNING"
+      : logLevel(values),
+    sink: progress.wrapSink(stderrSink),
+  });
+  const connect = {
+    host: values.host,
+    port: values.port,
+    timeoutMs: values.timeout * 1000,
+    ...optional("token", tokenOf(values)),
+    ...optional("tls", await clientTls(values)),
+    log,
+  };
+  return { connect, log, to: { io, json: values.json, progress } };
+}
+
+/** The options of a transfer: the connection, retries, pacing and progress. */
+function transferOf(
+  values: ConnectValues & {
+    "max-retries": number;
+    "no-fsync"?: boolean;
+  },
+  session: Session,
+) {
+  return {
+    ...session.connect,
+    maxRetries: values["max-retries"],
+    retryDelayMs: values["retry-delay"] * 1000,
+    fsync: values["no-fsync"] !== true,
+    compress: values.compress,
+    ...optional("limitRate", values["limit-rate"]),
+    onProgress: session.to.progress.update,
+  };
+}
+
+function progressMode(values: ConnectValues): ProgressMode {
+  if (values.progress !== undefined) return values.progress;
+  return Deno.stdout.isTerminal() && !values.json ? "bar" : "none";
+}
+
+async function clientTls(
+  values: ConnectValues,
+): Promise<TrustMode | undefined> {
+  const { ca, pin } = values;
+  if (ca !== undefined && pin !== undefined) {
+    throw new UsageError("--ca and --pin are alternatives: give one");
+  }
+  if (ca !== undefined) {
+    try {
+      return { kind: "ca", caPem: await Deno.readTextFile(ca) };
+    } catch (error) {
+      throw new UsageError(
+        `cannot read --ca "${ca}": ${(error as Error).message}`,
+      );
+    }
+  }
+  if (pin !== undefined) {
+    const { normalizeFingerprint } = await import("../security/tls.ts");
+    try {
+      return { kind: "pin", fingerprint: normalizeFingerprint(pin) };
+    } catch (error) {
+      throw new UsageError(`--pin: ${(error as Error).message}`);
+    }
+  }
+  if (!values.tls) return undefined;
+  return {
+    kind: "tofu",
+    knownHostsPath: values["known-hosts"] ??
+      (await import("../security/trust.ts")).defaultKnownHostsPath(),
+  };
+}
+
+/** `ftv client`: uploads a file and downloads the server's copy. */
+export async function runClient(
+  values: CommandValues<"client">,
+  positionals: string[],
+  io: Io,
+): Promise<number> {
+  noPositionals(positionals);
+  const session = await sessionOf(values, io);
+  if (values.file === undefined) throw new UsageError("missing --file PATH");
+  await mustBeFile(values.file);
+  const result = await roundTrip(values.file, {
+    ...transferOf(values, session),
+    ...optional("out", values.out),
+  });
+  reportFile(result, session.to, session.log);
+  return EXIT.ok;
+}
+
+/** `ftv send`: one file, or files and folders as a tree. */
+export async function runSend(
+  values: CommandValues<"send">,
+  paths: string[],
+  io: Io,
+): Promise<number> {
+  if (paths.length === 0) throw new UsageError("send needs a PATH");
+  if (paths.length > 1 && values.as !== undefined) {
+    throw new UsageError("--as takes one PATH");
+  }
+  const session = await sessionOf(values, io);
+  const path = paths[0]!;
+  if (paths.length > 1 || values["dry-run"] || !(await isFile(path))) {
+    return await sendPaths(paths, values, session);
+  }
+  const name = values.as ?? basename(path);
+  const refused = pathRefusal(name);
+  if (refused) {
+    throw new UsageError(
+      `Cannot send ${path} as ${JSON.stringify(name)}: ${refused.reason}`,
+    );
+  }
+  const simulate = simulateErrors(values);
+  const result = await send(path, {
+    ...transferOf(values, session),
+    ...optional("as", values.as),
+    ...(simulate
+      ? { simulator: new ErrorSimulator({ ...simulate, log: session.log }) }
+      : {}),
+  });
+  reportFile(result, session.to, session.log);
+  return EXIT.ok;
+}
+
+/** `send` of folders, several paths, or `--dry-run`: see `client/send_tree.ts`. */
+async function sendPaths(
+  paths: string[],
+  values: CommandValues<"send">,
+  session: Session,
+): Promise<number> {
+  for (const path of paths) await realPath(path);
+  const problem = rootsProblem(paths, values.as);
+  if (problem) throw new UsageError(problem);
+  const { sendTree, walkTree } = await import("../client.ts");
+  const walkOptions = {
+    ...optional("as", values.as),
+    followSymlinks: values["follow-symlinks"],
+    log: session.log,
+  };
+  if (!values["dry-run"]) {
+    const transfer = transferOf(values, session);
+    reportTree(
+      await sendTree(paths, { ...transfer, ...walkOptions }),
+      session.to,
+    );
+    return EXIT.ok;
+  }
+  const walk = walkTree(paths, walkOptions);
+  reportDryRun(walk, session.to.io, values.json);
+  return walk.problems.length > 0 ? EXIT.failed : EXIT.ok;
+}
+
+/** The real path of a PATH given to send, or a usage error saying why not. */
+async function realPath(path: string): Promise<string> {
+  try {
+    return await Deno.realPath(path);
+  } catch (error) {
+    throw new UsageError(
+      `cannot read "${path}": ${
+        error instanceof Deno.errors.NotFound
+          ? "no such file or folder"
+          : (error as Error).message
+      }`,
+    );
+  }
+}
+
+/** `ftv get`: a stored file, or else a stored folder. */
+export async function runGet(
+  values: CommandValues<"get">,
+  positionals: string[],
+  io: Io,
+): Promise<number> {
+  if (positionals.length !== 1) throw new UsageError("get takes one NAME");
+  const session = await sessionOf(values, io);
+  const name = positionals[0]!;
+  const expected = values["expect-sha256"]?.toLowerCase();
+  const transfer = {
+    ...transferOf(values, session),
+    ...optional("out", values.out),
+  };
+  const result = await get(name, {
+    ...transfer,
+    ...optional("expectSha256", expected),
+  }).catch(async (error) => {
+    // Not a stored file: perhaps a stored folder.
+    if (!(error instanceof RemoteError) || error.code !== "not_found") {
+      throw error;
+    }
+    if (expected !== undefined) {
+      throw new UsageError(
+        `--expect-sha256 applies to a stored file, and ${
+          JSON.stringify(name)
+        } is none`,
+      );
+    }
+    const { getTree } = await import("../client.ts");
+    const tree = await getTree(name, transfer);
+    if (tree === undefined) throw error;
+    return tree;
+  });
+  if ("entries" in result) reportTree(result, session.to);
+  else reportFile(result, session.to, session.log);
+  return EXIT.ok;
+}
+
+/** `ftv list`: the stored files and folders. */
+export async function runList(
+  values: CommandValues<"list">,
+  positionals: string[],
+  io: Io,
+): Promise<number> {
+  noPositionals(positionals);
+  const session = await sessionOf(values, io);
+  using client = await FtvClient.connect(session.connect);
+  reportListing(await client.listTree(), io, values.json);
+  return EXIT.ok;
+}
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
+}
+
+async function mustBeFile(path: string): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new UsageError(`cannot read "${path}": no such file`);
+    }
+    if (error instanceof Deno.errors.PermissionDenied) {
+      throw new UsageError(`cannot read "${path}": permission denied`);
+    }
+    throw error;
+  }
+  if (!info.isFile) throw new UsageError(`cannot send "${path}": not a file`);
+}

@@ -91,14 +91,14 @@ export interface FaultProxy extends AsyncDisposable {
 export async function startProxy(
   options: FaultProxyOptions,
 ): Promise<FaultProxy> {
-  const settings = _settings(options);
+  const settings = settingsOf(options);
   const listener = Deno.listen({
     hostname: options.listenHost ?? "127.0.0.1",
     port: options.listenPort ?? 0,
   });
-  const proxy = new _Proxy(listener, settings, new Rng(options.seed));
+  const proxy = new Proxy(listener, settings, new Rng(options.seed));
   settings.log.info(
-    `Proxy listening on ${_format(proxy.addr)} -> ${settings.target}`,
+    `Proxy listening on ${format(proxy.addr)} -> ${settings.target}`,
   );
   return proxy;
 }
@@ -135,7 +135,7 @@ export function parseHostPort(text: string): { host: string; port: number } {
 }
 
 /** Validated options shared by every connection. */
-interface _Settings {
+interface Settings {
   targetHost: string;
   targetPort: number;
   target: string;
@@ -146,7 +146,7 @@ interface _Settings {
   log: Logger;
 }
 
-function _settings(options: FaultProxyOptions): _Settings {
+function settingsOf(options: FaultProxyOptions): Settings {
   const rate = (name: string, value: number | undefined) => {
     const r = value ?? 0;
     if (!(r >= 0 && r <= 1)) {
@@ -175,7 +175,7 @@ function _settings(options: FaultProxyOptions): _Settings {
 }
 
 /** The listener, its connections, and the counters. */
-class _Proxy implements FaultProxy {
+class Proxy implements FaultProxy {
   readonly addr: Deno.NetAddr;
   readonly stats: FaultProxyStats = {
     connections: 0,
@@ -185,14 +185,14 @@ class _Proxy implements FaultProxy {
     cut: 0,
   };
   #listener: Deno.Listener;
-  #settings: _Settings;
+  #settings: Settings;
   #rng: Rng;
-  #links = new Set<_Link>();
+  #links = new Set<Link>();
   #tasks = new Set<Promise<void>>();
   #accepting: Promise<void>;
   #closing = false;
 
-  constructor(listener: Deno.Listener, settings: _Settings, rng: Rng) {
+  constructor(listener: Deno.Listener, settings: Settings, rng: Rng) {
     this.#listener = listener;
     this.#settings = settings;
     this.#rng = rng;
@@ -233,7 +233,7 @@ class _Proxy implements FaultProxy {
   /** Connects to the target, then pumps both ways until the link ends. */
   async #handle(client: Deno.Conn, id: number): Promise<void> {
     const { log, target } = this.#settings;
-    const peer = _format(client.remoteAddr as Deno.NetAddr);
+    const peer = format(client.remoteAddr as Deno.NetAddr);
     // Drawn before connecting, in accept order, so a seed replays exactly.
     const seeds = [0, 1, 2, 3].map(() => this.#rng.int(2 ** 32));
     let server: Deno.Conn;
@@ -245,18 +245,18 @@ class _Proxy implements FaultProxy {
     } catch (error) {
       log.warn(
         `Cannot connect connection ${id} from ${peer} to ${target}: ${
-          _describe(error)
+          describe(error)
         }`,
       );
-      _closeQuietly(client);
+      closeQuietly(client);
       return;
     }
     if (this.#closing) {
-      _closeQuietly(client);
-      _closeQuietly(server);
+      closeQuietly(client);
+      closeQuietly(server);
       return;
     }
-    const link = new _Link(id, client, server, {
+    const link = new Link(id, client, server, {
       settings: this.#settings,
       stats: this.stats,
       seeds: seeds as [number, number, number, number],
@@ -271,19 +271,19 @@ class _Proxy implements FaultProxy {
   }
 }
 
-interface _LinkContext {
-  settings: _Settings;
+interface LinkContext {
+  settings: Settings;
   stats: FaultProxyStats;
   /** Seeds for flips and drops, client-to-server then server-to-client. */
   seeds: [number, number, number, number];
 }
 
 /** One proxied connection: two pumps, one budget, one teardown. */
-class _Link {
+class Link {
   readonly id: number;
   #client: Deno.Conn;
   #server: Deno.Conn;
-  #context: _LinkContext;
+  #context: LinkContext;
   #forwarded = 0;
   #closed = false;
   #abort = new AbortController();
@@ -292,7 +292,7 @@ class _Link {
     id: number,
     client: Deno.Conn,
     server: Deno.Conn,
-    context: _LinkContext,
+    context: LinkContext,
   ) {
     this.id = id;
     this.#client = client;
@@ -304,9 +304,9 @@ class _Link {
   async run(): Promise<void> {
     const { settings, stats, seeds } = this.#context;
     const damage = (flipSeed: number, dropSeed: number) =>
-      new _StreamDamage(stats, {
-        flips: new _PacketSchedule(settings.flipRate, new Rng(flipSeed)),
-        drops: new _PacketSchedule(settings.dropRate, new Rng(dropSeed)),
+      new StreamDamage(stats, {
+        flips: new PacketSchedule(settings.flipRate, new Rng(flipSeed)),
+        drops: new PacketSchedule(settings.dropRate, new Rng(dropSeed)),
       });
     if (settings.cutAfterBytes <= 0) this.#cut();
     await Promise.all([
@@ -326,15 +326,15 @@ class _Link {
     if (this.#closed) return;
     this.#closed = true;
     this.#abort.abort();
-    _closeQuietly(this.#client);
-    _closeQuietly(this.#server);
+    closeQuietly(this.#client);
+    closeQuietly(this.#server);
   }
 
   /** Copies `from` to `to`, damaged, then passes the end of stream on. */
   async #pump(
     from: Deno.Conn,
     to: Deno.Conn,
-    damage: _StreamDamage,
+    damage: StreamDamage,
   ): Promise<void> {
     const buffer = new Uint8Array(READ_BUFFER_BYTES);
     try {
@@ -344,7 +344,7 @@ class _Link {
         if (this.#context.settings.delayMs > 0) await this.#stall();
         if (this.#closed) return;
         const bytes = this.#withinBudget(damage.apply(buffer.subarray(0, n)));
-        await _writeAll(to, bytes);
+        await writeAll(to, bytes);
         this.#context.stats.bytes += bytes.length;
         if (this.#forwarded >= this.#context.settings.cutAfterBytes) {
           return this.#cut();
@@ -354,7 +354,7 @@ class _Link {
     } catch (error) {
       if (this.#closed) return;
       this.#context.settings.log.info(
-        `Connection ${this.id} failed: ${_describe(error)}`,
+        `Connection ${this.id} failed: ${describe(error)}`,
       );
       this.close();
     }
@@ -399,7 +399,7 @@ class _Link {
  * from the geometric distribution, so a low rate costs one draw per fault,
  * not one per packet.
  */
-class _PacketSchedule {
+class PacketSchedule {
   /** Index of the next packet hit; Infinity when the rate is 0. */
   packet = -1;
   /** A bit position inside that packet, for flips. */
@@ -429,16 +429,16 @@ class _PacketSchedule {
 }
 
 /** Faults for one direction of one connection, applied read by read. */
-class _StreamDamage {
+class StreamDamage {
   /** Stream offset of the next byte to arrive. */
   #offset = 0;
-  #flips: _PacketSchedule;
-  #drops: _PacketSchedule;
+  #flips: PacketSchedule;
+  #drops: PacketSchedule;
   #stats: FaultProxyStats;
 
   constructor(
     stats: FaultProxyStats,
-    schedules: { flips: _PacketSchedule; drops: _PacketSchedule },
+    schedules: { flips: PacketSchedule; drops: PacketSchedule },
   ) {
     this.#stats = stats;
     this.#flips = schedules.flips;
@@ -452,7 +452,7 @@ class _StreamDamage {
     this.#offset = end;
     const dropped = this.#droppedRanges(start, end);
     this.#flipBits(chunk, start, end, dropped);
-    return dropped.length === 0 ? chunk : _removeRanges(chunk, dropped);
+    return dropped.length === 0 ? chunk : removeRanges(chunk, dropped);
   }
 
   /** Ranges of `chunk` (relative, sorted) that belong to dropped packets. */
@@ -496,7 +496,7 @@ class _StreamDamage {
 }
 
 /** Moves the bytes outside `ranges` to the front; returns them. */
-function _removeRanges(
+function removeRanges(
   chunk: Uint8Array,
   ranges: Array<[number, number]>,
 ): Uint8Array {
@@ -512,14 +512,14 @@ function _removeRanges(
   return chunk.subarray(0, kept);
 }
 
-async function _writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   let written = 0;
   while (written < bytes.length) {
     written += await conn.write(bytes.subarray(written));
   }
 }
 
-function _closeQuietly(conn: Deno.Conn): void {
+function closeQuietly(conn: Deno.Conn): void {
   try {
     conn.close();
   } catch {
@@ -527,13 +527,13 @@ function _closeQuietly(conn: Deno.Conn): void {
   }
 }
 
-function _format(addr: Deno.NetAddr): string {
+function format(addr: Deno.NetAddr): string {
   return addr.hostname.includes(":")
     ? `[${addr.hostname}]:${addr.port}`
     : `${addr.hostname}:${addr.port}`;
 }
 
-function _describe(error: unknown): string {
+function describe(error: unknown): string {
   return error instanceof Error
     ? `${error.name}: ${error.message}`
     : String(error);

@@ -80,13 +80,13 @@ export async function ensureServerCertificates(
   dir: string,
   hostnames: string[] = [],
 ): Promise<ServerCertificates> {
-  const names = _subjectNames(hostnames);
+  const names = subjectNames(hostnames);
   const tlsDir = join(dir, TLS_DIR);
-  let stored = await _readStored(tlsDir);
+  let stored = await readStored(tlsDir);
   if (stored === null) {
-    stored = await _createAll(dir, tlsDir, names);
-  } else if (_needsNewLeaf(stored.leaf, names)) {
-    stored = await _reissueLeaf(tlsDir, stored, names);
+    stored = await createAll(dir, tlsDir, names);
+  } else if (needsNewLeaf(stored.leaf, names)) {
+    stored = await reissueLeaf(tlsDir, stored, names);
   }
   return {
     caCertPem: stored.caCertPem,
@@ -110,9 +110,9 @@ export async function loadCertificates(
   certPath: string,
   keyPath: string,
 ): Promise<{ certPem: string; keyPem: string }> {
-  const certPem = await _readText(certPath, "certificate");
-  const keyPem = await _readText(keyPath, "private key");
-  const first = _pemBlocks(certPem, "CERTIFICATE")[0];
+  const certPem = await readText(certPath, "certificate");
+  const keyPem = await readText(keyPath, "private key");
+  const first = pemBlocks(certPem, "CERTIFICATE")[0];
   if (first === undefined) {
     throw new SyntaxError(
       `Cannot load certificate "${certPath}": no "BEGIN CERTIFICATE" block`,
@@ -144,7 +144,7 @@ export async function loadCertificates(
  * ```
  */
 export async function fingerprintOfPem(pem: string): Promise<string> {
-  const der = _pemBlocks(pem, "CERTIFICATE")[0];
+  const der = pemBlocks(pem, "CERTIFICATE")[0];
   if (der === undefined) {
     throw new SyntaxError(
       'Cannot compute a fingerprint: no "BEGIN CERTIFICATE" block in the text',
@@ -219,14 +219,14 @@ export async function isSignedBy(
   }
 }
 
-interface _Stored {
+interface Stored {
   caCertPem: string;
   certPem: string;
   keyPem: string;
   leaf: x509.X509Certificate;
 }
 
-function _subjectNames(hostnames: string[]): string[] {
+function subjectNames(hostnames: string[]): string[] {
   const names: string[] = [...DEFAULT_NAMES];
   for (const raw of hostnames) {
     const name = raw.trim().replace(/^\[(.*)\]$/, "$1").toLowerCase();
@@ -240,11 +240,12 @@ function _subjectNames(hostnames: string[]): string[] {
   return names;
 }
 
-function _isIp(name: string): boolean {
+/** Whether `name` is an IP address (v4 dotted, or any v6) rather than a host name. */
+export function isIp(name: string): boolean {
   return name.includes(":") || /^\d{1,3}(\.\d{1,3}){3}$/.test(name);
 }
 
-async function _readStored(tlsDir: string): Promise<_Stored | null> {
+async function readStored(tlsDir: string): Promise<Stored | null> {
   let caCertPem: string;
   try {
     caCertPem = await Deno.readTextFile(join(tlsDir, FILES.ca));
@@ -271,7 +272,7 @@ async function _readStored(tlsDir: string): Promise<_Stored | null> {
   }
 }
 
-function _needsNewLeaf(leaf: x509.X509Certificate, names: string[]): boolean {
+function needsNewLeaf(leaf: x509.X509Certificate, names: string[]): boolean {
   if (leaf.notAfter.getTime() - Date.now() < RENEW_BEFORE_DAYS * DAY_MS) {
     return true;
   }
@@ -282,18 +283,18 @@ function _needsNewLeaf(leaf: x509.X509Certificate, names: string[]): boolean {
   return names.some((name) => !present.has(name));
 }
 
-async function _createAll(
+async function createAll(
   dir: string,
   tlsDir: string,
   names: string[],
-): Promise<_Stored> {
+): Promise<Stored> {
   const caKeys = await crypto.subtle.generateKey(ALGORITHM, true, [
     "sign",
     "verify",
   ]);
   const now = Date.now();
   const ca = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: _serialNumber(),
+    serialNumber: serialNumber(),
     name: `CN=ftv server CA ${crypto.randomUUID().slice(0, 8)}`,
     notBefore: new Date(now - DAY_MS),
     notAfter: new Date(now + CA_DAYS * DAY_MS),
@@ -312,16 +313,16 @@ async function _createAll(
     "sign",
     "verify",
   ]);
-  const leaf = await _issueLeaf(
+  const leaf = await issueLeaf(
     ca,
     caKeys.privateKey,
     leafKeys.publicKey,
     names,
   );
-  const stored: _Stored = {
-    caCertPem: _pem(ca),
-    certPem: _pem(leaf),
-    keyPem: await _keyPem(leafKeys.privateKey),
+  const stored: Stored = {
+    caCertPem: pem(ca),
+    certPem: pem(leaf),
+    keyPem: await keyPem(leafKeys.privateKey),
     leaf,
   };
 
@@ -331,18 +332,18 @@ async function _createAll(
   await Deno.mkdir(parent, { recursive: true });
   const tmp = await Deno.makeTempDir({ dir: parent, prefix: "tls.tmp-" });
   try {
-    await _writeFile(
+    await writeFile(
       join(tmp, FILES.caKey),
-      await _keyPem(caKeys.privateKey),
+      await keyPem(caKeys.privateKey),
       0o600,
     );
-    await _writeFile(join(tmp, FILES.key), stored.keyPem, 0o600);
-    await _writeFile(join(tmp, FILES.ca), stored.caCertPem, 0o644);
-    await _writeFile(join(tmp, FILES.cert), stored.certPem, 0o644);
+    await writeFile(join(tmp, FILES.key), stored.keyPem, 0o600);
+    await writeFile(join(tmp, FILES.ca), stored.caCertPem, 0o644);
+    await writeFile(join(tmp, FILES.cert), stored.certPem, 0o644);
     await Deno.rename(tmp, tlsDir);
   } catch (error) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    const winner = await _readStored(tlsDir);
+    const winner = await readStored(tlsDir);
     if (winner !== null) return winner;
     throw new Error(
       `Cannot write certificates to "${tlsDir}": ${(error as Error).message}`,
@@ -352,11 +353,11 @@ async function _createAll(
   return stored;
 }
 
-async function _reissueLeaf(
+async function reissueLeaf(
   tlsDir: string,
-  stored: _Stored,
+  stored: Stored,
   names: string[],
-): Promise<_Stored> {
+): Promise<Stored> {
   const caKeyPath = join(tlsDir, FILES.caKey);
   let caKeyPem: string;
   try {
@@ -370,19 +371,19 @@ async function _reissueLeaf(
     );
   }
   const ca = new x509.X509Certificate(stored.caCertPem);
-  const caKey = await _importKey(caKeyPem);
+  const caKey = await importKey(caKeyPem);
   // Keep the leaf key: only cert.pem changes, in one atomic rename.
   const leafPublic = await stored.leaf.publicKey.export(ALGORITHM, ["verify"]);
-  const leaf = await _issueLeaf(ca, caKey, leafPublic, names);
-  const certPem = _pem(leaf);
+  const leaf = await issueLeaf(ca, caKey, leafPublic, names);
+  const certPem = pem(leaf);
   const target = join(tlsDir, FILES.cert);
   const tmp = `${target}.tmp-${crypto.randomUUID()}`;
-  await _writeFile(tmp, certPem, 0o644);
+  await writeFile(tmp, certPem, 0o644);
   await Deno.rename(tmp, target);
   return { ...stored, certPem, leaf };
 }
 
-async function _issueLeaf(
+async function issueLeaf(
   ca: x509.X509Certificate,
   caKey: CryptoKey,
   leafPublic: CryptoKey,
@@ -390,7 +391,7 @@ async function _issueLeaf(
 ): Promise<x509.X509Certificate> {
   const now = Date.now();
   return await x509.X509CertificateGenerator.create({
-    serialNumber: _serialNumber(),
+    serialNumber: serialNumber(),
     subject: "CN=ftv server",
     issuer: ca.subject,
     notBefore: new Date(now - DAY_MS),
@@ -404,7 +405,7 @@ async function _issueLeaf(
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
       new x509.SubjectAlternativeNameExtension(
         names.map((value) => ({
-          type: _isIp(value) ? "ip" as const : "dns" as const,
+          type: isIp(value) ? "ip" as const : "dns" as const,
           value,
         })),
       ),
@@ -418,23 +419,23 @@ async function _issueLeaf(
   });
 }
 
-function _serialNumber(): string {
+function serialNumber(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   bytes[0] = (bytes[0]! & 0x7f) | 0x40; // positive, no leading zero byte
   return bytes.toHex();
 }
 
-function _pem(cert: x509.X509Certificate): string {
+function pem(cert: x509.X509Certificate): string {
   return cert.toString("pem") + "\n";
 }
 
-async function _keyPem(key: CryptoKey): Promise<string> {
+async function keyPem(key: CryptoKey): Promise<string> {
   const pkcs8 = await crypto.subtle.exportKey("pkcs8", key);
   return x509.PemConverter.encode(pkcs8, "PRIVATE KEY") + "\n";
 }
 
-async function _importKey(pem: string): Promise<CryptoKey> {
-  const der = _pemBlocks(pem, "PRIVATE KEY")[0];
+async function importKey(pem: string): Promise<CryptoKey> {
+  const der = pemBlocks(pem, "PRIVATE KEY")[0];
   if (der === undefined) {
     throw new SyntaxError(
       'Cannot read the CA key: no "BEGIN PRIVATE KEY" block',
@@ -445,7 +446,7 @@ async function _importKey(pem: string): Promise<CryptoKey> {
   ]);
 }
 
-function _pemBlocks(pem: string, label: string): Uint8Array<ArrayBuffer>[] {
+function pemBlocks(pem: string, label: string): Uint8Array<ArrayBuffer>[] {
   const pattern = new RegExp(
     `-----BEGIN ${label}-----([A-Za-z0-9+/=\\s]*?)-----END ${label}-----`,
     "g",
@@ -455,7 +456,7 @@ function _pemBlocks(pem: string, label: string): Uint8Array<ArrayBuffer>[] {
   );
 }
 
-async function _readText(path: string, what: string): Promise<string> {
+async function readText(path: string, what: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (error) {
@@ -469,7 +470,7 @@ async function _readText(path: string, what: string): Promise<string> {
   }
 }
 
-async function _writeFile(
+async function writeFile(
   path: string,
   text: string,
   mode: number,

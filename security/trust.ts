@@ -27,6 +27,7 @@ import { dirname, join } from "node:path";
 import {
   embeddedCaOf,
   fingerprintOfPem,
+  isIp,
   isSignedBy,
   normalizeFingerprint,
 } from "./tls.ts";
@@ -100,9 +101,9 @@ export async function connectTrusted(
     ? normalizeFingerprint(mode.fingerprint)
     : undefined;
 
-  const leafDer = await _probe(hostname, port, label, timeoutMs);
+  const leafDer = await probe(hostname, port, label, timeoutMs);
   if (mode.kind === "ca") {
-    return await _connectVerified(hostname, port, label, {
+    return await connectVerified(hostname, port, label, {
       caPem: mode.caPem,
       checkName: true,
       timeoutMs,
@@ -129,27 +130,27 @@ export async function connectTrusted(
       `Cannot trust "${label}": its CA fingerprint is ${fingerprint}, not the pinned ${pinned}; nothing was sent`,
     );
   }
-  let known: _KnownHost | null = null;
+  let known: KnownHost | null = null;
   if (mode.kind === "tofu") {
-    known = await _lookup(mode.knownHostsPath, label);
+    known = await lookup(mode.knownHostsPath, label);
     if (known.entry !== null && known.entry.fingerprint !== fingerprint) {
       throw new TrustError(
         "host-changed",
-        _changedMessage(label, fingerprint, mode.knownHostsPath, known.entry),
+        changedMessage(label, fingerprint, mode.knownHostsPath, known.entry),
       );
     }
   }
 
   // The CA is per server and pinned, so any leaf it signs is that server:
   // names are not checked, which lets clients use any address of the host.
-  const conn = await _connectVerified(hostname, port, label, {
+  const conn = await connectVerified(hostname, port, label, {
     caPem,
     checkName: false,
     timeoutMs,
   });
   if (mode.kind === "tofu" && known?.entry === null) {
     try {
-      await _record(mode.knownHostsPath, known.text, label, fingerprint);
+      await record(mode.knownHostsPath, known.text, label, fingerprint);
     } catch (error) {
       conn.close();
       throw new Error(
@@ -164,13 +165,13 @@ export async function connectTrusted(
   return conn;
 }
 
-interface _KnownHost {
+interface KnownHost {
   /** The file's text ("" when it does not exist). */
   text: string;
   entry: { fingerprint: string; line: number; raw: string } | null;
 }
 
-async function _lookup(path: string, label: string): Promise<_KnownHost> {
+async function lookup(path: string, label: string): Promise<KnownHost> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -205,7 +206,7 @@ async function _lookup(path: string, label: string): Promise<_KnownHost> {
   return { text, entry: null };
 }
 
-async function _record(
+async function record(
   path: string,
   text: string,
   label: string,
@@ -220,7 +221,7 @@ async function _record(
   });
 }
 
-function _changedMessage(
+function changedMessage(
   label: string,
   fingerprint: string,
   path: string,
@@ -244,7 +245,7 @@ function _changedMessage(
 }
 
 /** Handshakes with TLS 1.3 at least, verifying nothing; returns the leaf's DER. */
-function _probe(
+function probe(
   hostname: string,
   port: number,
   label: string,
@@ -261,7 +262,7 @@ function _probe(
       rejectUnauthorized: false,
       minVersion: "TLSv1.3",
       // SNI takes names only.
-      ...(_isIp(hostname) ? {} : { servername: hostname }),
+      ...(isIp(hostname) ? {} : { servername: hostname }),
     });
     const settle = (
       result: { leaf: Uint8Array<ArrayBuffer> } | { error: Error },
@@ -282,7 +283,7 @@ function _probe(
       const protocol = socket.getProtocol();
       const raw = socket.getPeerCertificate()?.raw;
       if (protocol !== "TLSv1.3") {
-        settle({ error: _tooOld(label, protocol) });
+        settle({ error: tooOld(label, protocol) });
       } else if (!raw || raw.length === 0) {
         settle({
           error: new TrustError(
@@ -297,7 +298,7 @@ function _probe(
       socket.end();
     });
     socket.once("error", (error: Error) => {
-      settle({ error: _probeError(error, label) });
+      settle({ error: probeError(error, label) });
       socket.destroy();
     });
     socket.once("close", () => {
@@ -315,11 +316,11 @@ function _probe(
   });
 }
 
-function _probeError(error: Error, label: string): Error {
+function probeError(error: Error, label: string): Error {
   const code = (error as { code?: string }).code;
   const message = error.message;
   if (/protocol ?version|unsupported protocol/i.test(message)) {
-    return _tooOld(label, null, error);
+    return tooOld(label, null, error);
   }
   if (code === "ECONNREFUSED" || /refused/i.test(message)) {
     return new ConnectionError(
@@ -333,7 +334,7 @@ function _probeError(error: Error, label: string): Error {
   );
 }
 
-function _tooOld(
+function tooOld(
   label: string,
   protocol: string | null,
   cause?: Error,
@@ -347,18 +348,18 @@ function _tooOld(
   );
 }
 
-interface _VerifiedOptions {
+interface VerifiedOptions {
   caPem: string;
   checkName: boolean;
   timeoutMs: number;
 }
 
 /** A `Deno.TlsConn` whose handshake rustls completed against `caPem` alone. */
-async function _connectVerified(
+async function connectVerified(
   hostname: string,
   port: number,
   label: string,
-  { caPem, checkName, timeoutMs }: _VerifiedOptions,
+  { caPem, checkName, timeoutMs }: VerifiedOptions,
 ): Promise<Deno.TlsConn> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeoutMs);
@@ -420,8 +421,4 @@ async function _connectVerified(
     clearTimeout(timer);
     controller.signal.removeEventListener("abort", onAbort);
   }
-}
-
-function _isIp(name: string): boolean {
-  return name.includes(":") || /^\d{1,3}(\.\d{1,3}){3}$/.test(name);
 }

@@ -17,6 +17,7 @@ import {
   stopProcess,
 } from "./processes.ts";
 import {
+  baselineSample,
   type Context,
   fileLoad,
   type Load,
@@ -185,12 +186,11 @@ function rsyncRow(
         ...(load.folder ? ["-r", `${load.path}/`] : [load.path]),
         `rsync://${HOST}:${daemon!.port}/bench/${load.name}`,
       ], ctx.timeout(load.bytes));
-      if (result.code !== 0) {
-        throw new BenchError(`rsync failed: ${lastLine(result.stderr)}`);
-      }
-      await load.check(copy, index, label);
-      await discard(copy, load.keep);
-      return { ms: result.ms, bytes: load.bytes };
+      return await baselineSample("rsync", result, load, {
+        copy,
+        index,
+        label,
+      });
     },
     async teardown() {
       if (daemon) await stopProcess(daemon.child);

@@ -6,7 +6,12 @@
  * @module
  */
 
-import { type ChildHandle, runProcess, spawnProcess } from "../harness.ts";
+import {
+  type ChildHandle,
+  runProcess,
+  type RunResult,
+  spawnProcess,
+} from "../harness.ts";
 import { basename, BenchError } from "./common.ts";
 
 /** An executable's path, from PATH and `extra` folders, or undefined. */
@@ -92,11 +97,7 @@ export async function readAll(
 }
 
 /** What a command run by {@linkcode runCommand} did. */
-export interface Finished {
-  code: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
+export interface Finished extends Omit<RunResult, "timedOut"> {
   pid: number;
 }
 

@@ -5,7 +5,10 @@
  * @module
  */
 
+import { BenchError, lastLine } from "./common.ts";
 import type { Options } from "./options.ts";
+import type { Finished } from "./processes.ts";
+import { discard } from "./set_aside.ts";
 import { checkCopy, type Source, type TextSource } from "./sources.ts";
 import { checkTree, type TreeSource } from "./tree.ts";
 
@@ -135,4 +138,22 @@ export function skippedRow(
     skipped: reason,
     run: () => Promise.reject(new Error("skipped")),
   };
+}
+
+/**
+ * A baseline's sample once its timed command has `finished`: a failure is
+ * an error, the copy of `load` is checked and set aside.
+ */
+export async function baselineSample(
+  tool: string,
+  finished: Finished,
+  load: Load,
+  run: { copy: string; index: number; label: string },
+): Promise<Sample> {
+  if (finished.code !== 0) {
+    throw new BenchError(`${tool} failed: ${lastLine(finished.stderr)}`);
+  }
+  await load.check(run.copy, run.index, run.label);
+  await discard(run.copy, load.keep);
+  return { ms: finished.ms, bytes: load.bytes };
 }

@@ -15,9 +15,14 @@ import {
   spawn,
   stopProcess,
 } from "./processes.ts";
-import { type Context, type Row, skippedRow } from "./rows.ts";
+import {
+  baselineSample,
+  type Context,
+  fileLoad,
+  type Row,
+  skippedRow,
+} from "./rows.ts";
 import { discard, freshDir, releaseSetAside } from "./set_aside.ts";
-import { checkCopy } from "./sources.ts";
 import { isRoot, waitListening } from "./system.ts";
 
 /** The programs the row needs; any of them missing skips it. */
@@ -87,12 +92,8 @@ export function scpRow(ctx: Context): Row {
         source.path,
         `${sshd!.user}@${HOST}:${copy}`,
       ], ctx.timeout(source.size));
-      if (result.code !== 0) {
-        throw new BenchError(`scp failed: ${lastLine(result.stderr)}`);
-      }
-      await checkCopy(copy, source, index === 0, label);
-      await discard(copy);
-      return { ms: result.ms, bytes: source.size };
+      const load = fileLoad(source, "bench.bin");
+      return await baselineSample("scp", result, load, { copy, index, label });
     },
     async teardown() {
       if (sshd) await stopProcess(sshd.child);

@@ -6,7 +6,8 @@
  * @module
  */
 
-import { createHash, randomFillSync } from "node:crypto";
+import { randomFillSync } from "node:crypto";
+import { hashFile } from "../../engine/digest.ts";
 import { Rng } from "../../faults/rng.ts";
 import { BenchError, MiB } from "./common.ts";
 
@@ -140,19 +141,6 @@ export function* concatenatedPieces(
   }
 }
 
-/** SHA-256 (hex) of a file, as `sha256sum` prints it. */
-export async function sha256File(path: string): Promise<string> {
-  using file = await Deno.open(path, { read: true });
-  const hash = createHash("sha256");
-  const buffer = new Uint8Array(4 * MiB);
-  for (;;) {
-    const got = await file.read(buffer);
-    if (got === null) break;
-    hash.update(buffer.subarray(0, got));
-  }
-  return hash.digest("hex");
-}
-
 /** A file the bench wrote, with what a copy of it must hold. */
 export interface Source {
   path: string;
@@ -173,7 +161,7 @@ export async function makeSource(
 ): Promise<Source> {
   await writePieces(path, pieces(size));
   // Hashing reads it back: the file is now in the page cache.
-  return { path, size, sha256: await sha256File(path) };
+  return { path, size, sha256: await hashFile(path) };
 }
 
 /**
@@ -198,7 +186,7 @@ export async function checkCopy(
     );
   }
   if (full) {
-    const digest = await sha256File(path);
+    const digest = await hashFile(path);
     if (digest !== source.sha256) {
       throw new BenchError(
         `${what}: copy's SHA-256 ${digest} is not the source's ${source.sha256}`,

@@ -7,7 +7,7 @@
 
 import { createHash, randomFillSync } from "node:crypto";
 import { BenchError, exists } from "./common.ts";
-import { sha256File } from "./sources.ts";
+import { hashFile } from "../../engine/digest.ts";
 
 /** The tree rows' tree: this many folders of this many files of this size. */
 const TREE_DIRS = 100;
@@ -84,7 +84,7 @@ export async function checkTree(
     );
   }
   for (const [name, sha256] of tree.samples) {
-    const digest = await sha256File(`${path}/${name}`).catch(() => "none");
+    const digest = await hashFile(`${path}/${name}`).catch(() => "none");
     if (digest !== sha256) {
       throw new BenchError(
         `${what}: ${name}'s SHA-256 ${digest} is not the source's ${sha256}`,

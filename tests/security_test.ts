@@ -10,13 +10,13 @@
 
 import assert from "node:assert/strict";
 import { AuthThrottle, proofFor, proofMatches } from "../security/auth.ts";
+import { hostileNames } from "../tools/fuzz/names.ts";
+import { runFuzz } from "../tools/fuzz/run.ts";
 import {
-  hostileNames,
-  runFuzz,
   snapshotTree,
   strayEntries,
   verifyGoodClient,
-} from "../tools/fuzz/main.ts";
+} from "../tools/fuzz/checks.ts";
 import { FtvClient, serve } from "../mod.ts";
 import {
   type ControlMessage,

@@ -16,28 +16,20 @@ import {
   PROTOCOL_VERSION,
 } from "../protocol.ts";
 import { type FtvServer, serve, type ServeOptions } from "../server.ts";
+import {
+  ftvCommand,
+  PROXY_READY,
+  runProcess,
+  SERVER_READY,
+  startFtv,
+} from "../tools/harness.ts";
 
-/** Absolute path of the CLI entry point. */
-export const MOD_PATH: string = new URL("../mod.ts", import.meta.url).pathname;
-
-/** How every CLI child runs: the permissions a user would grant. */
-export const DENO_RUN_ARGS: readonly string[] = [
-  "run",
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
+export {
+  DENO_RUN_ARGS,
+  denoArgs,
+  freePort as unusedPort,
   MOD_PATH,
-];
-
-/**
- * The `deno` arguments that run `ftv` with `permissions` instead of the
- * defaults in {@linkcode DENO_RUN_ARGS}, to check what a narrower grant allows.
- */
-export function denoArgs(permissions?: readonly string[]): string[] {
-  return permissions === undefined
-    ? [...DENO_RUN_ARGS]
-    : ["run", "--no-prompt", ...permissions, MOD_PATH];
-}
+} from "../tools/harness.ts";
 
 /** One log line in the seed's format. */
 export const LOG_LINE =
@@ -48,10 +40,6 @@ export const STACK_LINE = "    at ";
 
 /** Longest a CLI child may run before it is killed and the test fails. */
 const CLI_TIMEOUT_MS = 30_000;
-/** Longest a server child may take to log its port. */
-const START_TIMEOUT_MS = 15_000;
-/** Longest a stopped server child may take to exit before SIGKILL. */
-const STOP_TIMEOUT_MS = 10_000;
 /** Bound on stream reads in any one loop here. */
 const MAX_READS = 1_000_000;
 
@@ -179,14 +167,6 @@ export interface RunCliOptions {
   permissions?: readonly string[];
 }
 
-function kill(child: Deno.ChildProcess, signal: Deno.Signal): void {
-  try {
-    child.kill(signal);
-  } catch {
-    // Already exited.
-  }
-}
-
 /** Runs `ftv <args>` as a child process and captures its output. */
 export function runCli(
   args: string[],
@@ -217,7 +197,7 @@ export interface ServerProcess extends AsyncDisposable {
 export function spawnServer(args: string[]): Promise<ServiceProcess> {
   return spawnService(
     ["server", "--host", "127.0.0.1", "--port", "0", ...args],
-    /Server started on 127\.0\.0\.1:(\d+)\n/,
+    SERVER_READY,
   );
 }
 
@@ -238,7 +218,7 @@ export function spawnProxy(
       `127.0.0.1:${targetPort}`,
       ...args,
     ],
-    /Proxy listening on 127\.0\.0\.1:(\d+) /,
+    PROXY_READY,
   );
 }
 
@@ -255,89 +235,15 @@ export interface ServiceProcess extends ServerProcess {
  * first group is the port it bound. `permissions` replace the default
  * `deno run` flags.
  */
-export async function spawnService(
+export function spawnService(
   args: string[],
   ready: RegExp,
   permissions?: readonly string[],
 ): Promise<ServiceProcess> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [...denoArgs(permissions), ...args],
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-  let log = "";
-  let port: number | undefined;
-  const timer = setTimeout(() => kill(child, "SIGKILL"), START_TIMEOUT_MS);
-  try {
-    for (let i = 0; i < MAX_READS && port === undefined; i++) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      log += value;
-      const match = log.match(ready);
-      if (match) port = Number(match[1]);
-    }
-  } finally {
-    clearTimeout(timer);
-  }
-  if (port === undefined) {
-    kill(child, "SIGKILL");
-    await reader.cancel();
-    const status = await child.status;
-    throw new Error(
-      `Cannot start ftv ${
-        args[0]
-      }: no port logged (exit ${status.code})\n${log}`,
-    );
-  }
-  const drained = (async () => {
-    for (let i = 0; i < MAX_READS; i++) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      log += value;
-    }
-    await reader.cancel();
-  })();
-  const exited = (async () => {
-    const status = await child.status;
-    await drained;
-    return status;
-  })();
-  let stopped: Promise<Deno.CommandStatus> | undefined;
-  const stop = () => {
-    stopped ??= (async () => {
-      kill(child, "SIGTERM");
-      const fallback = setTimeout(
-        () => kill(child, "SIGKILL"),
-        STOP_TIMEOUT_MS,
-      );
-      try {
-        return await exited;
-      } finally {
-        clearTimeout(fallback);
-      }
-    })();
-    return stopped;
-  };
-  return {
-    port,
-    log: () => log,
-    stop,
-    kill: (signal) => kill(child, signal),
-    exited,
-    async [Symbol.asyncDispose]() {
-      await stop();
-    },
-  };
-}
-
-/** A port on 127.0.0.1 that nobody listens on (bound, noted, closed). */
-export function unusedPort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
+  return startFtv(args, {
+    ready,
+    ...(permissions === undefined ? {} : { permissions }),
+  });
 }
 
 /** Collects log lines of in-process servers and clients; lets a test wait for one. */
@@ -556,11 +462,11 @@ export function spawnCli(
   args: string[],
   options: RunCliOptions = {},
 ): CliProcess {
-  return spawnWithDeadline(
-    Deno.execPath(),
-    [...denoArgs(options.permissions), ...args],
-    { ...options, label: `ftv ${args.join(" ")}` },
-  );
+  const command = ftvCommand(args, options);
+  return spawnWithDeadline(command.program, command.args, {
+    ...options,
+    label: `ftv ${args.join(" ")}`,
+  });
 }
 
 /** Options for {@linkcode spawnWithDeadline}. */
@@ -584,57 +490,33 @@ export function spawnWithDeadline(
   args: string[],
   options: DeadlineOptions = {},
 ): CliProcess {
-  const started = performance.now();
-  const child = new Deno.Command(program, {
-    args,
+  const timeoutMs = options.timeoutMs ?? CLI_TIMEOUT_MS;
+  const child = runProcess(program, args, {
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     ...(options.env === undefined ? {} : { env: options.env }),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const timeoutMs = options.timeoutMs ?? CLI_TIMEOUT_MS;
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    kill(child, "SIGKILL");
-  }, timeoutMs);
-  let done = false;
-  const result = (async () => {
-    try {
-      const output = await child.output();
-      const decoder = new TextDecoder();
-      const printed = {
-        code: output.code,
-        stdout: decoder.decode(output.stdout),
-        stderr: decoder.decode(output.stderr),
-        ms: performance.now() - started,
-      };
-      if (timedOut) {
-        throw new Error(
-          `${
-            options.label ?? program
-          } was killed after ${timeoutMs} ms\n${printed.stderr}${printed.stdout}`,
-        );
-      }
-      return printed;
-    } finally {
-      done = true;
-      clearTimeout(timer);
+    timeoutMs,
+  });
+  const result = child.result.then(({ timedOut, ...printed }) => {
+    if (timedOut) {
+      throw new Error(
+        `${
+          options.label ?? program
+        } was killed after ${timeoutMs} ms\n${printed.stderr}${printed.stdout}`,
+      );
     }
-  })();
+    return printed;
+  });
   // A caller that never awaits `result` still gets the child reaped on dispose.
   result.catch(() => undefined);
   return {
     pid: child.pid,
-    kill: (signal) => kill(child, signal),
+    kill: child.kill,
     get done() {
-      return done;
+      return child.done;
     },
     result,
     async [Symbol.asyncDispose]() {
-      if (!done) kill(child, "SIGKILL");
-      await result.catch(() => undefined);
+      await child[Symbol.asyncDispose]();
     },
   };
 }

@@ -26,21 +26,22 @@ import { Logger } from "../base/log.ts";
 import { PART_SUFFIX, STATE_SUFFIX } from "../protocol/names.ts";
 import { type FaultProxyOptions, startProxy } from "../faults/proxy.ts";
 import { Rng } from "../faults/rng.ts";
+import {
+  freePort,
+  ftvCommand,
+  type FtvService,
+  type RunningProcess,
+  runProcess,
+  type RunResult as ChildResult,
+  startFtv,
+} from "./harness.ts";
 
-const MOD_PATH = new URL("../mod.ts", import.meta.url).pathname;
-const CHILD_ARGS = [
-  "run",
-  "--allow-net",
-  "--allow-read",
-  "--allow-write",
-  MOD_PATH,
-];
 /** Chunk size of the soak server: several chunks per file, faults stay local. */
 const CHUNK_SIZE = 256 * 1024;
 /** Longest one client child may run before it counts as hung. */
 const CHILD_DEADLINE_MS = 90_000;
-/** Longest a server child may take to log its port. */
-const START_TIMEOUT_MS = 15_000;
+/** Lines of the server's log kept for a report. */
+const LOG_LINES = 40;
 
 type Outcome = "verified" | "failed loudly" | "wrong" | "unclear";
 
@@ -64,135 +65,61 @@ interface RunResult {
   connections?: number;
 }
 
-interface ChildResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-  hung: boolean;
+/** Starts `ftv <args>` as a client child, killed if it outlives its deadline. */
+function startClient(args: string[]): RunningProcess {
+  const command = ftvCommand(args);
+  return runProcess(command.program, command.args, {
+    timeoutMs: CHILD_DEADLINE_MS,
+  });
 }
 
-/** A client child running in the background. */
-class Client {
-  readonly #child: Deno.ChildProcess;
-  readonly result: Promise<ChildResult>;
-  #done = false;
-
-  constructor(args: string[]) {
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: [...CHILD_ARGS, ...args],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    let hung = false;
-    const timer = setTimeout(() => {
-      hung = true;
-      this.kill();
-    }, CHILD_DEADLINE_MS);
-    this.result = this.#child.output().then((output) => {
-      clearTimeout(timer);
-      this.#done = true;
-      const decoder = new TextDecoder();
-      return {
-        code: output.code,
-        stdout: decoder.decode(output.stdout),
-        stderr: decoder.decode(output.stderr),
-        hung,
-      };
-    });
-  }
-
-  get done(): boolean {
-    return this.#done;
-  }
-
-  kill(): void {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch {
-      // Already exited.
-    }
-  }
+/** The last `count` lines of `text`. */
+function lastLines(text: string, count: number): string {
+  return text.split("\n").slice(-count).join("\n");
 }
 
 /** The `ftv server` child, on a fixed port so it can be killed and restarted. */
 class Server {
   readonly port: number;
   readonly dir: string;
-  #child: Deno.ChildProcess | undefined;
-  #drained: Promise<void> = Promise.resolve();
-  #tail: string[] = [];
+  #service: FtvService | undefined;
+  /** What servers stopped before this one logged. */
+  #history = "";
 
   constructor(port: number, dir: string) {
     this.port = port;
     this.dir = dir;
   }
 
-  /** The last lines the server logged. */
+  /** The last lines the server logged, across restarts. */
   get tail(): string {
-    return this.#tail.join("\n");
+    return lastLines(this.#history + (this.#service?.log() ?? ""), LOG_LINES);
   }
 
   async start(): Promise<void> {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        ...CHILD_ARGS,
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        String(this.port),
-        "--dir",
-        this.dir,
-        "--chunk-size",
-        String(CHUNK_SIZE),
-        "--no-fsync",
-      ],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    this.#child = child;
-    const started = Promise.withResolvers<void>();
-    const timer = setTimeout(() => {
-      started.reject(new Error(`Cannot start server:\n${this.tail}`));
-      child.kill("SIGKILL");
-    }, START_TIMEOUT_MS);
-    this.#drained = (async () => {
-      let pending = "";
-      for await (
-        const text of child.stderr.pipeThrough(new TextDecoderStream())
-      ) {
-        pending += text;
-        const lines = pending.split("\n");
-        pending = lines.pop()!;
-        for (const line of lines) {
-          this.#tail.push(line);
-          if (/Server started on /.test(line)) started.resolve();
-        }
-        this.#tail.splice(0, Math.max(0, this.#tail.length - 40));
-      }
-      started.reject(new Error(`Server exited at start:\n${this.tail}`));
-    })();
-    try {
-      await started.promise;
-    } finally {
-      clearTimeout(timer);
-    }
+    this.#service = await startFtv([
+      "server",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(this.port),
+      "--dir",
+      this.dir,
+      "--chunk-size",
+      String(CHUNK_SIZE),
+      "--no-fsync",
+    ], { logLines: LOG_LINES });
   }
 
-  /** Sends `signal` and waits for the exit. */
-  async stop(signal: Deno.Signal): Promise<void> {
-    const child = this.#child;
-    if (!child) return;
-    this.#child = undefined;
-    try {
-      child.kill(signal);
-    } catch {
-      // Already exited.
-    }
-    await child.status;
-    await this.#drained;
+  /** SIGKILL (a crash), or a clean stop (SIGTERM); waits for the exit. */
+  async stop(signal: "SIGKILL" | "SIGTERM"): Promise<void> {
+    const service = this.#service;
+    if (!service) return;
+    this.#service = undefined;
+    if (signal === "SIGKILL") service.kill(signal);
+    else await service.stop();
+    await service.exited;
+    this.#history = lastLines(this.#history + service.log(), LOG_LINES);
   }
 }
 
@@ -207,13 +134,6 @@ function wholeNumber(raw: string | undefined, fallback: number): number {
   if (raw === undefined) return fallback;
   if (!/^\d+$/.test(raw)) usage();
   return Number(raw);
-}
-
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
 }
 
 /** A run's faults, kill and size, drawn from `rng`. */
@@ -286,7 +206,10 @@ async function removeAll(paths: string[]): Promise<void> {
 }
 
 /** Waits `ms`, or less if `client` exits first. */
-async function untilOrExit(client: Client, ms: number): Promise<void> {
+async function untilOrExit(
+  client: RunningProcess,
+  ms: number,
+): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([
     client.result,
@@ -302,7 +225,7 @@ async function judge(
   expected: string,
 ): Promise<{ outcome: Outcome; detail: string }> {
   const actual = (await exists(final)) ? await hashFile(final) : undefined;
-  if (result.hung) return { outcome: "unclear", detail: "client hung" };
+  if (result.timedOut) return { outcome: "unclear", detail: "client hung" };
   if (actual !== undefined && actual !== expected) {
     return {
       outcome: "wrong",
@@ -340,6 +263,25 @@ async function judge(
   };
 }
 
+/** A client's flags: through the proxy on `port`, short timeouts, JSON. */
+function clientFlags(plan: Plan, port: number): string[] {
+  return [
+    "--host",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--timeout",
+    "2",
+    "--max-retries",
+    String(plan.maxRetries),
+    "--retry-delay",
+    "0.1",
+    "--limit-rate",
+    String(plan.rate),
+    "--json",
+  ];
+}
+
 /** One transfer with its faults and kills; resolves to its outcome. */
 async function soakRun(
   plan: Plan,
@@ -364,30 +306,18 @@ async function soakRun(
     ...(plan.op === "send"
       ? ["send", source, "--as", name]
       : ["get", name, "--out", out]),
-    "--host",
-    "127.0.0.1",
-    "--port",
-    String(proxy.addr.port),
-    "--timeout",
-    "2",
-    "--max-retries",
-    String(plan.maxRetries),
-    "--retry-delay",
-    "0.1",
-    "--limit-rate",
-    String(plan.rate),
-    "--json",
+    ...clientFlags(plan, proxy.addr.port),
   ];
   const killAfterMs = 100 + plan.killAt * plan.size / plan.rate * 1000;
   try {
-    let client = new Client(args);
+    let client = startClient(args);
     let killed = false;
     if (plan.kill === "client") {
       await untilOrExit(client, killAfterMs);
       killed = !client.done;
-      client.kill();
+      client.kill("SIGKILL");
       await client.result;
-      client = new Client(args);
+      client = startClient(args);
     } else if (plan.kill === "server") {
       await untilOrExit(client, killAfterMs);
       killed = !client.done;
@@ -420,11 +350,19 @@ async function soakRun(
   }
 }
 
-async function main(): Promise<number> {
+/** What the command line asked for. */
+interface SoakArgs {
+  runs: number;
+  seed: number;
+  size: number;
+  verbose: boolean;
+}
+
+function parseSoakArgs(args: string[]): SoakArgs {
   let parsed;
   try {
     parsed = parseArgs({
-      args: Deno.args,
+      args,
       options: {
         runs: { type: "string" },
         seed: { type: "string" },
@@ -437,72 +375,104 @@ async function main(): Promise<number> {
     usage();
   }
   const { values } = parsed;
-  const runs = wholeNumber(values.runs, 200);
-  const seed = wholeNumber(
-    values.seed,
-    crypto.getRandomValues(new Uint32Array(1))[0]!,
-  );
-  const size = wholeNumber(values.size, 4 * 1024 * 1024);
-  const rng = new Rng(seed);
-  const work = await Deno.makeTempDir({ prefix: "ftv-soak-" });
-  const server = new Server(freePort(), `${work}/srv`);
-  const counts: Record<Outcome, number> = {
+  return {
+    runs: wholeNumber(values.runs, 200),
+    seed: wholeNumber(
+      values.seed,
+      crypto.getRandomValues(new Uint32Array(1))[0]!,
+    ),
+    size: wholeNumber(values.size, 4 * 1024 * 1024),
+    verbose: values.verbose ?? false,
+  };
+}
+
+/** Outcomes, kills that landed and reconnections, over all runs so far. */
+class Tally {
+  readonly counts: Record<Outcome, number> = {
     "verified": 0,
     "failed loudly": 0,
     "wrong": 0,
     "unclear": 0,
   };
-  const kills = { client: 0, server: 0 };
-  let reconnected = 0;
+  readonly kills = { client: 0, server: 0 };
+  reconnected = 0;
+
+  /** Counts one run. */
+  add(plan: Plan, result: RunResult): void {
+    this.counts[result.outcome]++;
+    if (result.killed) this.kills[plan.kill as "client" | "server"]++;
+    if (result.connections && result.connections > 1) this.reconnected++;
+  }
+
+  /** Whether no run was `wrong` or `unclear`. */
+  get passed(): boolean {
+    return this.counts.wrong === 0 && this.counts.unclear === 0;
+  }
+
+  /** The closing lines. */
+  summary(args: SoakArgs, seconds: string): string[] {
+    const { counts, kills } = this;
+    return [
+      `soak: ${args.runs} runs, seed ${args.seed}: verified ${counts.verified}, failed loudly ${
+        counts["failed loudly"]
+      }, wrong ${counts.wrong}, unclear ${counts.unclear} (${seconds} s)`,
+      `soak: SIGKILLs mid-transfer: client ${kills.client}, server ${kills.server}; verified runs that reconnected: ${this.reconnected}`,
+    ];
+  }
+}
+
+/** Plans run number `run`, runs it, counts it and prints its line when due. */
+async function soakOne(
+  run: number,
+  context: { rng: Rng; args: SoakArgs; server: Server; work: string },
+  tally: Tally,
+): Promise<void> {
+  const { args, server } = context;
+  const plan = planRun(context.rng, args.size);
+  const t0 = performance.now();
+  const result = await soakRun(plan, run, server, context.work);
+  const { outcome, detail, killed, connections } = result;
+  tally.add(plan, result);
+  const seconds = ((performance.now() - t0) / 1000).toFixed(1);
+  const note = outcome === "verified"
+    ? connections && connections > 1 ? ` (${connections} connections)` : ""
+    : `: ${detail}`;
+  if (args.verbose || outcome !== "verified" || run % 10 === 0) {
+    console.log(
+      `#${run} ${describePlan(plan)} -> ${outcome}${note}${
+        killed ? "" : plan.kill === "none" ? "" : " (kill came too late)"
+      } [${seconds} s]`,
+    );
+  }
+  if (outcome === "wrong" || outcome === "unclear") {
+    console.log(`  server log tail:\n${server.tail}`);
+  }
+}
+
+async function main(): Promise<number> {
+  const args = parseSoakArgs(Deno.args);
+  const rng = new Rng(args.seed);
+  const work = await Deno.makeTempDir({ prefix: "ftv-soak-" });
+  const server = new Server(freePort(), `${work}/srv`);
+  const tally = new Tally();
   const started = performance.now();
   console.log(
-    `soak: ${runs} runs, seed ${seed}, sizes up to ${
-      2 * size
+    `soak: ${args.runs} runs, seed ${args.seed}, sizes up to ${
+      2 * args.size
     } bytes, server port ${server.port}`,
   );
   try {
     await server.start();
-    for (let run = 1; run <= runs; run++) {
-      const plan = planRun(rng, size);
-      const t0 = performance.now();
-      const { outcome, detail, killed, connections } = await soakRun(
-        plan,
-        run,
-        server,
-        work,
-      );
-      counts[outcome]++;
-      if (killed) kills[plan.kill as "client" | "server"]++;
-      if (connections && connections > 1) reconnected++;
-      const seconds = ((performance.now() - t0) / 1000).toFixed(1);
-      const note = outcome === "verified"
-        ? connections && connections > 1 ? ` (${connections} connections)` : ""
-        : `: ${detail}`;
-      if (values.verbose || outcome !== "verified" || run % 10 === 0) {
-        console.log(
-          `#${run} ${describePlan(plan)} -> ${outcome}${note}${
-            killed ? "" : plan.kill === "none" ? "" : " (kill came too late)"
-          } [${seconds} s]`,
-        );
-      }
-      if (outcome === "wrong" || outcome === "unclear") {
-        console.log(`  server log tail:\n${server.tail}`);
-      }
+    for (let run = 1; run <= args.runs; run++) {
+      await soakOne(run, { rng, args, server, work }, tally);
     }
   } finally {
     await server.stop("SIGTERM");
     await Deno.remove(work, { recursive: true });
   }
   const seconds = ((performance.now() - started) / 1000).toFixed(0);
-  console.log(
-    `soak: ${runs} runs, seed ${seed}: verified ${counts.verified}, failed loudly ${
-      counts["failed loudly"]
-    }, wrong ${counts.wrong}, unclear ${counts.unclear} (${seconds} s)`,
-  );
-  console.log(
-    `soak: SIGKILLs mid-transfer: client ${kills.client}, server ${kills.server}; verified runs that reconnected: ${reconnected}`,
-  );
-  return counts.wrong === 0 && counts.unclear === 0 ? 0 : 1;
+  for (const line of tally.summary(args, seconds)) console.log(line);
+  return tally.passed ? 0 : 1;
 }
 
 if (import.meta.main) {

@@ -19,7 +19,7 @@ const MULTIPLIERS: Record<string, number> = {
  * malformed or zero count is a `SyntaxError`.
  */
 export function parseBytes(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)([kmgt]?)(?:i?b?)?$/i.exec(text.trim());
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b?)?$/i.exec(text.trim());
   const bytes = match
     ? Number(match[1]) * MULTIPLIERS[match[2]!.toLowerCase()]!
     : NaN;

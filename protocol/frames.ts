@@ -45,12 +45,21 @@ export function encodeControl(message: ControlMessage): Uint8Array {
       `Cannot encode "${message.type}": ${json.length} bytes exceeds the ${MAX_CONTROL_BYTES}-byte control limit`,
     );
   }
-  const frame = new Uint8Array(FRAME_PREFIX_BYTES + 4 + json.length);
+  return controlFrame(json);
+}
+
+/**
+ * A control frame around `body`, taken as is: the CRC is computed, nothing
+ * else is checked. {@linkcode encodeControl} builds on it; tests and the
+ * fuzzer use it to send JSON that is not a valid message.
+ */
+export function controlFrame(body: Uint8Array): Uint8Array {
+  const frame = new Uint8Array(FRAME_PREFIX_BYTES + 4 + body.length);
   const view = new DataView(frame.buffer);
-  view.setUint32(0, 1 + 4 + json.length);
+  view.setUint32(0, 1 + 4 + body.length);
   frame[4] = FRAME_KIND.control;
-  view.setUint32(5, crc32(json));
-  frame.set(json, 9);
+  view.setUint32(5, crc32(body));
+  frame.set(body, 9);
   return frame;
 }
 

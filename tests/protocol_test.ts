@@ -4,6 +4,7 @@ import { crc32 } from "node:zlib";
 import {
   allocDataFrame,
   type ByteSource,
+  controlFrame as frameAround,
   type ControlMessage,
   DATA_FRAME_OVERHEAD,
   encodeControl,
@@ -61,14 +62,7 @@ function frameHeader(length: number, kind: number): Uint8Array {
 
 /** A control frame around arbitrary JSON bytes, with a correct CRC. */
 function rawControlFrame(json: Uint8Array | string): Uint8Array {
-  const body = typeof json === "string" ? encoder.encode(json) : json;
-  const frame = new Uint8Array(FRAME_PREFIX_BYTES + 4 + body.length);
-  const view = new DataView(frame.buffer);
-  view.setUint32(0, 1 + 4 + body.length);
-  frame[4] = FRAME_KIND.control;
-  view.setUint32(5, crc32(body));
-  frame.set(body, 9);
-  return frame;
+  return frameAround(typeof json === "string" ? encoder.encode(json) : json);
 }
 
 /** Decodes `chunks` through a FrameDecoderStream, collecting every frame. */

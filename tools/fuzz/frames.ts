@@ -13,6 +13,7 @@
 import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import {
+  controlFrame,
   type ControlMessage,
   encodeControl,
   encodeData,
@@ -64,19 +65,9 @@ export interface FrameFuzzerOptions {
 const encoder = new TextEncoder();
 
 /** A control frame around any body, with a correct CRC (for bodies `encodeControl` cannot make). */
-function rawControl(body: Uint8Array): Uint8Array {
-  const frame = new Uint8Array(FRAME_PREFIX_BYTES + 4 + body.length);
-  const view = new DataView(frame.buffer);
-  view.setUint32(0, 1 + 4 + body.length);
-  frame[4] = FRAME_KIND.control;
-  view.setUint32(5, crc32(body));
-  frame.set(body, 9);
-  return frame;
-}
-
 /** A control frame of any JSON value, shaped right or not. */
 function jsonFrame(value: unknown): Uint8Array {
-  return rawControl(encoder.encode(JSON.stringify(value) ?? "null"));
+  return controlFrame(encoder.encode(JSON.stringify(value) ?? "null"));
 }
 
 /** `frame` damaged one way, drawn from `rng`. */
@@ -427,7 +418,7 @@ export class FrameFuzzer {
   }
 
   #badUtf8(): Uint8Array {
-    return rawControl(Uint8Array.of(0x7b, 0xff, 0xfe, 0xc0, 0x80, 0x7d));
+    return controlFrame(Uint8Array.of(0x7b, 0xff, 0xfe, 0xc0, 0x80, 0x7d));
   }
 
   #junk(): Uint8Array {

@@ -100,6 +100,7 @@ export {
   TransferError,
   TrustError,
   type TrustErrorCode,
+  WrongPeerError,
 } from "./base/errors.ts";
 export type {
   ChunkFate,

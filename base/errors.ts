@@ -24,6 +24,10 @@ export const ERROR_CODE = {
   busy: "busy",
   unauthorized: "unauthorized",
   tooLarge: "too_large",
+  /** The server's disk (or store) has no space left. */
+  noSpace: "no_space",
+  /** The stored file no longer matches the digest it was received with. */
+  damaged: "damaged",
   unsupportedVersion: "unsupported_version",
   digestMismatch: "digest_mismatch",
   tooManyRetries: "too_many_retries",
@@ -82,6 +86,18 @@ export class ConnectionError extends Error {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = "ConnectionError";
+  }
+}
+
+/**
+ * The address answered, but not in ftv/1 (an HTTP or SSH server, TLS where
+ * plain TCP was expected): retrying cannot help.
+ */
+export class WrongPeerError extends Error {
+  /** Builds the error; `cause` is passed through. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "WrongPeerError";
   }
 }
 

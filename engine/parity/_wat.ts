@@ -159,6 +159,23 @@ function assembleFunc(
   funcIndex: number,
   exports: number[][],
 ): { type: number[]; code: number[] } {
+  const signature = readSignature(field, funcIndex, exports);
+  const body = field.slice(signature.at).map((word) =>
+    typeof word === "string"
+      ? word
+      : fail("folded instructions are not supported")
+  );
+  const code = [...localDeclarations(signature.locals)];
+  code.push(...assembleBody(body, signature.names));
+  code.push(0x0b);
+  const { params, results } = signature;
+  const type = [0x60, ...uleb(params.length), ...params];
+  type.push(...uleb(results.length), ...results);
+  return { type, code };
+}
+
+/** A function's exports, parameters, results and locals, up to its body at `at`. */
+function readSignature(field: Sexp[], funcIndex: number, exports: number[][]) {
   const params: number[] = [];
   const results: number[] = [];
   const locals: number[] = [];
@@ -194,20 +211,25 @@ function assembleFunc(
       fail(`unsupported func field "${String(kind)}"`);
     }
   }
-  const body = field.slice(at).map((word) =>
-    typeof word === "string"
-      ? word
-      : fail("folded instructions are not supported")
-  );
-  const code: number[] = [];
+  return { params, results, locals, names, at };
+}
+
+/** The local declarations: runs of equal types, counted. */
+function localDeclarations(locals: number[]): number[] {
   const runs: [number, number][] = [];
   for (const type of locals) {
     const last = runs[runs.length - 1];
     if (last && last[1] === type) last[0]++;
     else runs.push([1, type]);
   }
-  code.push(...uleb(runs.length));
+  const code = [...uleb(runs.length)];
   for (const [count, type] of runs) code.push(...uleb(count), type);
+  return code;
+}
+
+/** The instructions of a body, with their immediates. */
+function assembleBody(body: string[], names: Map<string, number>): number[] {
+  const code: number[] = [];
   const labels: (string | undefined)[] = [];
   for (let i = 0; i < body.length; i++) {
     const name = body[i]!;
@@ -215,63 +237,75 @@ function assembleFunc(
       fail(`unknown instruction "${name}"`);
     code.push(...instruction.bytes);
     const next = () => body[++i] ?? fail(`"${name}" needs an operand`);
-    switch (instruction.imm) {
-      case "none":
-        if (name === "end") labels.pop();
-        break;
-      case "block":
-        if (body[i + 1]?.startsWith("$")) labels.push(next());
-        else labels.push(undefined);
-        code.push(0x40);
-        break;
-      case "label": {
-        const label = next();
-        const depth = label.startsWith("$")
-          ? labels.length - 1 - labels.lastIndexOf(label)
-          : integer(label);
-        if (depth < 0 || depth >= labels.length) {
-          fail(`unknown label "${label}"`);
-        }
-        code.push(...uleb(depth));
-        break;
-      }
-      case "local": {
-        const local = next();
-        const index = local.startsWith("$")
+    const peek = () => body[i + 1];
+    code.push(
+      ...immediates(instruction.imm, name, { next, peek, labels, names }),
+    );
+  }
+  return code;
+}
+
+/** Reads an instruction's operands from the body. */
+interface Operands {
+  next: () => string;
+  peek: () => string | undefined;
+  labels: (string | undefined)[];
+  names: Map<string, number>;
+}
+
+/** The encoded immediates of one instruction. */
+function immediates(
+  imm: Immediate,
+  name: string,
+  { next, peek, labels, names }: Operands,
+): number[] {
+  switch (imm) {
+    case "none":
+      if (name === "end") labels.pop();
+      return [];
+    case "block":
+      labels.push(peek()?.startsWith("$") ? next() : undefined);
+      return [0x40];
+    case "label": {
+      const label = next();
+      const depth = label.startsWith("$")
+        ? labels.length - 1 - labels.lastIndexOf(label)
+        : integer(label);
+      if (depth < 0 || depth >= labels.length) fail(`unknown label "${label}"`);
+      return uleb(depth);
+    }
+    case "local": {
+      const local = next();
+      return uleb(
+        local.startsWith("$")
           ? names.get(local) ?? fail(`unknown local "${local}"`)
-          : integer(local);
-        code.push(...uleb(index));
-        break;
+          : integer(local),
+      );
+    }
+    case "i32":
+      return sleb(integer(next()));
+    case "memarg": {
+      let align = NATURAL_ALIGN[name] ?? 0;
+      let offset = 0;
+      while (/^(offset|align)=/.test(peek() ?? "")) {
+        const [key, value] = next().split("=") as [string, string];
+        if (key === "offset") offset = integer(value);
+        else align = Math.log2(integer(value));
       }
-      case "i32":
-        code.push(...sleb(integer(next())));
-        break;
-      case "memarg": {
-        let align = NATURAL_ALIGN[name] ?? 0;
-        let offset = 0;
-        while (/^(offset|align)=/.test(body[i + 1] ?? "")) {
-          const [key, value] = next().split("=") as [string, string];
-          if (key === "offset") offset = integer(value);
-          else align = Math.log2(integer(value));
-        }
-        code.push(...uleb(align), ...uleb(offset));
-        break;
+      return [...uleb(align), ...uleb(offset)];
+    }
+    case "v128": {
+      const shape = next();
+      const [lanes, width] = SHAPES[shape] ?? fail(`bad shape "${shape}"`);
+      const bytes: number[] = [];
+      for (let lane = 0; lane < lanes; lane++) {
+        const value = integer(next());
+        for (let b = 0; b < width; b++) bytes.push((value >> (8 * b)) & 0xff);
       }
-      case "v128": {
-        const shape = next();
-        const [lanes, width] = SHAPES[shape] ?? fail(`bad shape "${shape}"`);
-        for (let lane = 0; lane < lanes; lane++) {
-          const value = integer(next());
-          for (let b = 0; b < width; b++) code.push((value >> (8 * b)) & 0xff);
-        }
-        break;
-      }
+      return bytes;
     }
   }
-  code.push(0x0b);
-  const type = [0x60, ...uleb(params.length), ...params];
-  type.push(...uleb(results.length), ...results);
-  return { type, code };
+  return [];
 }
 
 function exportEntry(item: Sexp[], kind: number, index: number): number[] {

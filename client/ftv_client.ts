@@ -237,7 +237,7 @@ export class FtvClient implements Disposable {
     const offer = await this.#fc.expect("offer");
     checkChunkSize(offer.chunkSize, offer.size);
     const path = options.out ?? basename(name);
-    const store = await ChunkStore.open(path, {
+    const claimed = await ChunkStore.claim(path, {
       name: offer.name,
       size: offer.size,
       chunkSize: offer.chunkSize,
@@ -247,6 +247,10 @@ export class FtvClient implements Disposable {
       fsync: options.fsync ?? true,
       attributes: { mode: offer.mode, mtimeMs: offer.mtimeMs },
     });
+    if (!claimed.ok) {
+      throw new TransferError(`Cannot get ${name}: ${claimed.refusal.reason}`);
+    }
+    const store = claimed.value;
     try {
       log.info(`Original file checksum: ${offer.sha256}`);
       log.info(`Expected chunks: ${store.count}`);

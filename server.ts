@@ -19,6 +19,8 @@ import { AuthThrottle, isLoopback } from "./security/auth.ts";
 import { Catalog } from "./server/catalog.ts";
 import type { ServerContext } from "./server/context.ts";
 import { runSession, type SessionSettings } from "./server/session.ts";
+import { ConnectionTable, type Held } from "./server/connections.ts";
+import { type Housekeeping, startHousekeeping } from "./server/housekeeping.ts";
 
 /** Options for {@linkcode serve}. */
 export interface ServeOptions {
@@ -42,8 +44,18 @@ export interface ServeOptions {
   idleTimeoutMs?: number;
   /** Milliseconds a new connection has to say hello (and log in). @default 10000 */
   handshakeTimeoutMs?: number;
-  /** Connections served at once; more are refused with `busy`. @default 64 */
+  /**
+   * Connections served at once. When full, the oldest connection that has
+   * not finished its hello gives way to a new one; only when every one has
+   * is a newcomer refused with `busy`. @default 64
+   */
   maxConnections?: number;
+  /** Connections one address may hold, with the same rule. @default 16 */
+  maxConnectionsPerAddress?: number;
+  /** Part files of uploads abandoned this long are removed. @default 86400000 (a day) */
+  partTtlMs?: number;
+  /** Re-hash every stored file in the background at start, marking rotted ones damaged. @default false */
+  verify?: boolean;
   /**
    * Who may connect. `{ token }`: clients must prove they know the token
    * (HMAC challenge; it never crosses the wire). `"anyone"`: no token, even
@@ -132,6 +144,9 @@ export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
     idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? 10_000,
     maxConnections: options.maxConnections ?? 64,
+    maxConnectionsPerAddress: options.maxConnectionsPerAddress ?? 16,
+    partTtlMs: options.partTtlMs ?? 86_400_000,
+    verify: options.verify ?? false,
     token,
     limits: {
       maxFileSize: options.maxFileSize ?? Number.MAX_SAFE_INTEGER,
@@ -211,6 +226,9 @@ interface ServerSettings {
   idleTimeoutMs: number;
   handshakeTimeoutMs: number;
   maxConnections: number;
+  maxConnectionsPerAddress: number;
+  partTtlMs: number;
+  verify: boolean;
   token: string | undefined;
   limits: ServerContext["limits"];
   fsync: boolean;
@@ -226,7 +244,8 @@ class Server implements FtvServer {
   #settings: ServerSettings;
   #context: ServerContext;
   #session: SessionSettings;
-  #connections = new Set<FramedConnection>();
+  #connections: ConnectionTable<HeldConnection>;
+  #housekeeping: Housekeeping;
   #sessions = new Set<Promise<void>>();
   #closing = false;
   #stopping = new AbortController();
@@ -256,6 +275,15 @@ class Server implements FtvServer {
       stopping: this.#stopping.signal,
       closing: () => this.#closing,
     };
+    this.#connections = new ConnectionTable(
+      settings.maxConnections,
+      settings.maxConnectionsPerAddress,
+    );
+    this.#housekeeping = startHousekeeping(settings.catalog, {
+      partTtlMs: settings.partTtlMs,
+      verify: settings.verify,
+      log: settings.log,
+    });
     this.caFingerprint = caFingerprint;
     this.addr = listener.addr as Deno.NetAddr;
     this.finished = this.#acceptLoop();
@@ -282,35 +310,55 @@ class Server implements FtvServer {
       } catch {
         // Already closed.
       }
-      for (const fc of this.#connections) fc.close();
+      for (const held of this.#connections.connections()) held.close();
     }
     await this.finished;
     await Promise.all([...this.#sessions]);
+    await this.#housekeeping.stop();
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
 
-  /** Admits a connection (or refuses it when full) and runs its session. */
+  /**
+   * Admits a connection (another still in its handshake may give way, see
+   * `server/connections.ts`), or refuses it with `busy`, and runs its session.
+   */
   async #serve(conn: Deno.Conn): Promise<void> {
-    const { log, maxConnections } = this.#settings;
+    const { log } = this.#settings;
     const fc = new FramedConnection(conn, {
       idleTimeoutMs: this.#settings.handshakeTimeoutMs,
     });
-    if (this.#connections.size >= maxConnections) {
-      log.warn(
-        `Refused connection from ${fc.peer}: ${maxConnections} connections already open`,
-      );
+    const held: HeldConnection = {
+      fc,
+      address: (conn.remoteAddr as Deno.NetAddr).hostname,
+      close: () => fc.close(),
+    };
+    const admitted = this.#connections.admit(held);
+    if (!admitted.ok) {
+      log.warn(`Refused connection from ${fc.peer}: ${admitted.reason}`);
       await fc.sendError(ERROR_CODE.busy, "Cannot serve: too many connections");
       fc.close();
       return;
     }
-    this.#connections.add(fc);
+    if (admitted.evicted) {
+      log.warn(
+        `Dropped connection from ${admitted.evicted.fc.peer}: it had not said hello, and ${fc.peer} was waiting`,
+      );
+    }
     try {
-      await runSession(this.#context, fc, this.#session);
+      await runSession(this.#context, fc, {
+        ...this.#session,
+        established: () => this.#connections.established(held),
+      });
     } finally {
-      this.#connections.delete(fc);
+      this.#connections.remove(held);
     }
   }
+}
+
+/** A connection in the table: its framed connection and address. */
+interface HeldConnection extends Held {
+  readonly fc: FramedConnection;
 }

@@ -188,6 +188,14 @@ const SERVER = {
     max: 100_000,
     default: 64,
   }),
+  "max-per-address": integer({
+    arg: "N",
+    help:
+      "connections one address may hold at once (idle ones that have not said hello yet are dropped first)",
+    min: 1,
+    max: 100_000,
+    default: 16,
+  }),
   "max-file-size": bytes({
     arg: "SIZE",
     help: "largest file accepted, e.g. 10G",
@@ -197,6 +205,16 @@ const SERVER = {
     arg: "SIZE",
     help: "most bytes stored in DIR",
     shown: "unlimited",
+  }),
+  "part-ttl": seconds({
+    arg: "SECS",
+    help:
+      "remove part files of uploads abandoned for this long (they count towards --max-total until then)",
+    default: 86400,
+  }),
+  verify: boolean({
+    help:
+      "re-hash every stored file in the background at start, report files whose bytes changed, and keep serving",
   }),
   "handshake-timeout": seconds({
     arg: "SECS",

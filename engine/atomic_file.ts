@@ -26,8 +26,7 @@ export async function removeIfPresent(path: string): Promise<void> {
 
 /** Syncs the folder holding `path`, so a rename into it survives a crash. */
 export async function syncFolder(path: string): Promise<void> {
-  const slash = path.lastIndexOf("/");
-  const folder = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
+  const folder = folderOf(path);
   try {
     using dir = await Deno.open(folder, { read: true });
     await dir.sync();
@@ -97,12 +96,17 @@ function removeQuietly(path: string): void {
 
 /** Syncs the folder holding `path`, synchronously; see {@linkcode syncFolder}. */
 function syncFolderSync(path: string): void {
-  const slash = path.lastIndexOf("/");
-  const folder = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
+  const folder = folderOf(path);
   try {
     using dir = Deno.openSync(folder, { read: true });
     dir.syncSync();
   } catch {
     // Some platforms cannot open or sync a folder; the rename still happened.
   }
+}
+
+/** The folder holding `path`. */
+export function folderOf(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
 }

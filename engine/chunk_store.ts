@@ -12,8 +12,8 @@
  */
 
 import { ERROR_CODE, type Outcome, refusal } from "../base/errors.ts";
-import { MODE_MASK } from "../protocol.ts";
-import { removeIfPresent, syncFolder } from "./atomic_file.ts";
+import { receivedMode } from "./file_mode.ts";
+import { folderOf, removeIfPresent, syncFolder } from "./atomic_file.ts";
 import { bytesHeld, chunkCount, chunkLength, isAllZero } from "./chunks.ts";
 import { claimPart } from "./part_file.ts";
 import {
@@ -355,7 +355,9 @@ export class ChunkStore {
     await this.#background;
     const { mode, mtimeMs } = this.#attributes ?? {};
     await this.#extendTo(this.manifest.size); // Trailing zero chunks stay holes.
-    if (mode !== undefined) await Deno.chmod(this.partPath, mode & MODE_MASK);
+    if (mode !== undefined) {
+      await Deno.chmod(this.partPath, receivedMode(mode, folderOf(this.path)));
+    }
     if (mtimeMs !== undefined) {
       await this.#file.utime(new Date(), new Date(mtimeMs));
     }

@@ -1,36 +1,38 @@
 /**
  * The files a server holds under its data folder, with their SHA-256 digests
- * cached in `<dir>/.ftv/digests.json` (keyed by name, size and mtime) so a
- * file is hashed once, not on every `get` or `list`. Names are relative
- * paths (`photos/2024/a.jpg`); no symbolic link is ever followed on the way
- * to one.
+ * (see `digest_cache.ts`), so a file is hashed once, not on every `get` or
+ * `list`. Names are relative paths (`photos/2024/a.jpg`); no symbolic link
+ * is ever followed on the way to one (see `folder_guard.ts`).
  *
  * @module
  */
 
 import { createHash } from "node:crypto";
 import { hashOpenFile } from "../engine/digest.ts";
+import { receivedMode } from "../engine/file_mode.ts";
 import { ERROR_CODE, type Refusal, refusal } from "../base/errors.ts";
 import { DigestCache } from "./digest_cache.ts";
 import {
   META_DIR,
-  nameRefusal,
-  parentsOf,
   PART_SUFFIX,
   STATE_SUFFIX,
   STATE_TEMP_SUFFIX,
 } from "../protocol/names.ts";
+import {
+  badName,
+  FolderGuard,
+  identity,
+  type Inspection,
+  lstatIfPresent,
+} from "./folder_guard.ts";
+import { walkStore } from "./store_walk.ts";
+
+export type { Inspection };
 import { type DirEntry, type FileEntry, MODE_MASK } from "../protocol.ts";
 import { writeWhole } from "../engine/atomic_file.ts";
 
 /** How long the total of stored bytes is trusted before the folder is walked again. */
 const TOTAL_TTL_MS = 1000;
-/** How long a folder listing taken by {@linkcode Catalog.inspect} is trusted. */
-const LISTING_TTL_MS = 1000;
-/** Folder listings (and checked folders) kept at once before they are all dropped. */
-const MAX_LISTINGS = 1024;
-/** Most nested folders walked by `list`, so a pathological tree cannot recurse forever. */
-const MAX_WALK_DEPTH = 64;
 
 /** What {@linkcode Catalog.readSmall} found. */
 export type SmallRead =
@@ -40,23 +42,9 @@ export type SmallRead =
   | { kind: "tooLarge" }
   | { kind: "ok"; entry: FileEntry; bytes: Uint8Array };
 
-/** What {@linkcode Catalog.inspect} found where a file is to be stored. */
-export type Inspection =
-  | { kind: "refused"; refusal: Refusal }
-  /**
-   * `stored`: the file already there, if any; `leftovers`: a part or state
-   * file exists beside it; `parentsExist`: every folder on the way does.
-   */
-  | {
-    kind: "ok";
-    stored: Deno.FileInfo | undefined;
-    leftovers: boolean;
-    parentsExist: boolean;
-  };
-
 /** Mode and times a stored file or folder gets. */
 export interface Attributes {
-  /** Permission bits; masked with {@linkcode MODE_MASK}. */
+  /** Permission bits; masked to the permission bits and the umask. */
   mode?: number;
   /** Modification time, ms since the epoch. */
   mtimeMs: number;
@@ -66,189 +54,38 @@ export interface Attributes {
 export class Catalog {
   readonly dir: string;
   #digests: DigestCache;
-  #listings = new Map<string, { at: number; names: Set<string> }>();
-  /** Folders whose whole way was found free of links, by device and inode. */
-  #checkedFolders = new Map<string, string>();
+  #guard: FolderGuard;
   #total: { at: number; bytes: number } | undefined;
 
   /** A catalog of `dir`, which must exist. */
   constructor(dir: string) {
     this.dir = dir;
     this.#digests = new DigestCache(`${dir}/${META_DIR}`);
+    this.#guard = new FolderGuard(dir);
   }
 
   /** The path where `name` is stored. */
   pathOf(name: string): string {
     return `${this.dir}/${name}`;
   }
-
-  /**
-   * Why a folder on the way to `name` may not be used: it is a symbolic link
-   * (which could lead out of the folder) or not a folder at all. Synchronous:
-   * a metadata call costs ~3 µs here, its async form ~12 µs or more, and this runs
-   * for every file of a tree.
-   */
+  /** Why a folder on the way to `name` may not be used; see {@linkcode FolderGuard.parentRefusal}. */
   parentRefusal(name: string): Refusal | undefined {
-    const parents = this.#checkParents(name);
-    return "refusal" in parents ? parents.refusal : undefined;
+    return this.#guard.parentRefusal(name);
   }
 
-  /**
-   * What {@linkcode parentRefusal} finds, and whether every folder on the way
-   * exists. A folder whose whole way was checked is remembered by device and
-   * inode, so the next file in it costs one `lstat` of that folder instead of
-   * one per level: a link swapped in at any level shows there as a link or
-   * as another inode, and the whole way is checked again (the same inode
-   * behind a new link is the checked folder itself, moved by someone who can
-   * write where it went).
-   */
-  #checkParents(name: string): { refusal: Refusal } | { exist: boolean } {
-    const slash = name.lastIndexOf("/");
-    if (slash === -1) return { exist: true };
-    const folder = name.slice(0, slash);
-    const known = this.#checkedFolders.get(folder);
-    if (known !== undefined) {
-      const info = lstatIfPresent(this.pathOf(folder));
-      if (info?.isDirectory && identity(info) === known) return { exist: true };
-      this.#checkedFolders.delete(folder);
-    }
-    let info: Deno.FileInfo | undefined;
-    for (const parent of parentsOf(name)) {
-      info = lstatIfPresent(this.pathOf(parent));
-      if (info === undefined) return { exist: false };
-      if (info.isSymlink) {
-        return {
-          refusal: badName(`${JSON.stringify(parent)} is a symbolic link`),
-        };
-      }
-      if (!info.isDirectory) {
-        return {
-          refusal: badName(`${JSON.stringify(parent)} is not a folder`),
-        };
-      }
-    }
-    const checked = info && identity(info);
-    if (checked !== undefined) {
-      if (this.#checkedFolders.size >= MAX_LISTINGS) {
-        this.#checkedFolders.clear();
-      }
-      this.#checkedFolders.set(folder, checked);
-    }
-    return { exist: true };
-  }
-
-  /**
-   * Creates the folders on the way to `name` that are missing, refusing to
-   * pass through a symbolic link; the refusal, or `undefined` when done.
-   */
+  /** Makes the folders on the way to `name`; see {@linkcode FolderGuard.makeParents}. */
   makeParents(name: string): Refusal | undefined {
-    for (const parent of parentsOf(name)) {
-      const refused = this.#ensureFolder(parent);
-      if (refused) return refused;
-    }
-    return undefined;
+    return this.#guard.makeParents(name);
   }
 
-  #ensureFolder(folder: string): Refusal | undefined {
-    const path = this.pathOf(folder);
-    let info = lstatIfPresent(path);
-    if (info === undefined) {
-      try {
-        Deno.mkdirSync(path);
-        this.#listings.set(folder, { at: performance.now(), names: new Set() });
-        return undefined;
-      } catch (error) {
-        if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
-        info = Deno.lstatSync(path);
-      }
-    }
-    if (info.isSymlink) {
-      return badName(`${JSON.stringify(folder)} is a symbolic link`);
-    }
-    if (!info.isDirectory) {
-      return badName(`${JSON.stringify(folder)} is not a folder`);
-    }
-    return undefined;
+  /** Why `name` may not be used (links on the way); see {@linkcode FolderGuard.linkRefusal}. */
+  linkRefusal(name: string): Promise<Refusal | undefined> {
+    return this.#guard.linkRefusal(name);
   }
 
-  /**
-   * Why `name` may not be used even though it is well-formed: a folder on the
-   * way is a symbolic link, or the file, its part file, its state or the
-   * state's temporary is one, which could lead a write or a read out of the
-   * folder. `undefined` when it may.
-   */
-  async linkRefusal(name: string): Promise<Refusal | undefined> {
-    const parent = this.parentRefusal(name);
-    if (parent) return parent;
-    for (const suffix of ["", PART_SUFFIX, STATE_SUFFIX, STATE_TEMP_SUFFIX]) {
-      try {
-        if ((await Deno.lstat(this.pathOf(name + suffix))).isSymlink) {
-          return badName(`${JSON.stringify(name + suffix)} is a symbolic link`);
-        }
-      } catch (error) {
-        if (!(error instanceof Deno.errors.NotFound)) throw error;
-      }
-    }
-    return undefined;
-  }
-
-  /**
-   * {@linkcode linkRefusal} for the many small files of a tree, without a
-   * failing `lstat` per missing file (each costs ~16 µs): which names exist
-   * comes from one listing of the folder, trusted for a second. Writes stay
-   * safe without it: {@linkcode storeWhole} creates its part file with
-   * `O_EXCL` and renames, neither of which follows a link.
-   */
+  /** What is where `name` is to be stored; see {@linkcode FolderGuard.inspect}. */
   inspect(name: string): Inspection {
-    const parents = this.#checkParents(name);
-    if ("refusal" in parents) return { kind: "refused", ...parents };
-    if (!parents.exist) {
-      return {
-        kind: "ok",
-        stored: undefined,
-        leftovers: false,
-        parentsExist: false,
-      };
-    }
-    const slash = name.lastIndexOf("/");
-    const base = name.slice(slash + 1);
-    const names = this.#namesIn(slash === -1 ? "" : name.slice(0, slash));
-    const leftovers = names.has(base + PART_SUFFIX) ||
-      names.has(base + STATE_SUFFIX) || names.has(base + STATE_TEMP_SUFFIX);
-    if (!names.has(base)) {
-      return { kind: "ok", stored: undefined, leftovers, parentsExist: true };
-    }
-    const stored = lstatIfPresent(this.pathOf(name));
-    if (stored?.isSymlink) {
-      return {
-        kind: "refused",
-        refusal: badName(`${JSON.stringify(name)} is a symbolic link`),
-      };
-    }
-    if (stored !== undefined && !stored.isFile) {
-      return {
-        kind: "refused",
-        refusal: badName(`${JSON.stringify(name)} is a folder`),
-      };
-    }
-    return { kind: "ok", stored, leftovers, parentsExist: true };
-  }
-
-  #namesIn(folder: string): Set<string> {
-    const now = performance.now();
-    const cached = this.#listings.get(folder);
-    if (cached && now - cached.at < LISTING_TTL_MS) return cached.names;
-    if (this.#listings.size >= MAX_LISTINGS) this.#listings.clear();
-    const names = new Set<string>();
-    try {
-      for (const entry of Deno.readDirSync(this.pathOf(folder))) {
-        names.add(entry.name);
-      }
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-    }
-    this.#listings.set(folder, { at: now, names });
-    return names;
+    return this.#guard.inspect(name);
   }
 
   /**
@@ -270,15 +107,12 @@ export class Catalog {
       : this.makeParents(name);
     if (refused) return refused;
     const written = writeWhole(this.pathOf(name), bytes, {
-      mode: (attributes.mode ?? 0o644) & MODE_MASK,
+      mode: receivedMode(attributes.mode ?? 0o644, this.dir),
       mtimeMs: attributes.mtimeMs,
       fsync: attributes.fsync,
     });
     if (!written.ok) return written.refusal;
-    const slash = name.lastIndexOf("/");
-    this.#listings.get(slash === -1 ? "" : name.slice(0, slash))?.names.add(
-      name.slice(slash + 1),
-    );
+    this.#guard.noteStored(name);
     this.#digests.remember(name, written.value, sha256);
     if (this.#total) this.#total.bytes += bytes.length;
     return undefined;
@@ -289,11 +123,11 @@ export class Catalog {
    * sets its mode and mtime; the refusal, or `undefined` when done.
    */
   makeFolder(name: string, attributes: Attributes): Refusal | undefined {
-    const refused = this.makeParents(name) ?? this.#ensureFolder(name);
+    const refused = this.makeParents(name) ?? this.#guard.ensureFolder(name);
     if (refused) return refused;
     const path = this.pathOf(name);
     if (attributes.mode !== undefined) {
-      Deno.chmodSync(path, attributes.mode & MODE_MASK);
+      Deno.chmodSync(path, receivedMode(attributes.mode, this.dir));
     }
     Deno.utimeSync(path, new Date(), new Date(attributes.mtimeMs));
     return undefined;
@@ -310,9 +144,9 @@ export class Catalog {
       return this.#total.bytes;
     }
     let bytes = 0;
-    await this.#walk("", 0, (_name, info) => {
+    await walkStore(this.dir, (_name, info) => {
       if (info.isFile) bytes += info.size;
-    }, true);
+    }, { all: true });
     this.#total = { at: now, bytes };
     return bytes;
   }
@@ -320,6 +154,39 @@ export class Catalog {
   /** Writes the digest cache if anything changed since it was last written. */
   flush(): Promise<void> {
     return this.#digests.flush();
+  }
+
+  /** The names of every stored file, without hashing any. */
+  async fileNames(): Promise<string[]> {
+    const names: string[] = [];
+    await walkStore(this.dir, (name, info) => {
+      if (info.isFile) names.push(name);
+    }, { all: false });
+    return names.sort();
+  }
+
+  /**
+   * What transfers leave beside stored files (part files, resume states and
+   * their temporaries) and ftv's own temporary files, with their stats.
+   */
+  async leftovers(): Promise<{ path: string; info: Deno.FileInfo }[]> {
+    const found: { path: string; info: Deno.FileInfo }[] = [];
+    await walkStore(this.dir, (name, info) => {
+      if (info.isFile && isLeftover(name)) {
+        found.push({ path: this.pathOf(name), info });
+      }
+    }, { all: true });
+    try {
+      for await (const item of Deno.readDir(`${this.dir}/${META_DIR}`)) {
+        if (!item.isFile || !item.name.endsWith(".tmp")) continue;
+        const path = `${this.dir}/${META_DIR}/${item.name}`;
+        const info = lstatIfPresent(path);
+        if (info) found.push({ path, info });
+      }
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+    return found;
   }
 
   /** Every stored file, by name. */
@@ -351,7 +218,7 @@ export class Catalog {
     };
     await this.#digests.load();
     if (prefix === undefined) {
-      await this.#walk("", 0, visit, false);
+      await walkStore(this.dir, visit, { all: false });
     } else if (this.parentRefusal(prefix) === undefined) {
       let info: Deno.FileInfo | undefined;
       try {
@@ -361,46 +228,12 @@ export class Catalog {
       }
       if (info && !info.isSymlink) {
         await visit(prefix, info);
-        if (info.isDirectory) await this.#walk(prefix, 1, visit, false);
+        if (info.isDirectory) {
+          await walkStore(this.dir, visit, { all: false, under: prefix });
+        }
       }
     }
     return { files: files.sort(byName), dirs: dirs.sort(byName) };
-  }
-
-  /**
-   * Calls `visit` for each entry under `folder`, depth first, never through
-   * a link; `all` includes part files and entries with reserved names.
-   */
-  async #walk(
-    folder: string,
-    depth: number,
-    visit: (name: string, info: Deno.FileInfo) => void | Promise<void>,
-    all: boolean,
-  ): Promise<void> {
-    if (depth > MAX_WALK_DEPTH) return;
-    const path = folder === "" ? this.dir : this.pathOf(folder);
-    const items: Deno.DirEntry[] = [];
-    try {
-      for await (const item of Deno.readDir(path)) items.push(item);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return;
-      throw error;
-    }
-    for (const item of items) {
-      if (item.isSymlink || (!all && nameRefusal(item.name))) continue;
-      if (folder === "" && item.name === META_DIR) continue;
-      const name = folder === "" ? item.name : `${folder}/${item.name}`;
-      let info: Deno.FileInfo;
-      try {
-        // Sync: a listing asks this of every file, and each async call
-        // costs more than the call itself.
-        info = Deno.lstatSync(this.pathOf(name));
-      } catch {
-        continue; // Removed meanwhile.
-      }
-      await visit(name, info);
-      if (info.isDirectory) await this.#walk(name, depth + 1, visit, all);
-    }
   }
 
   /**
@@ -537,17 +370,26 @@ export class Catalog {
     const actual = await hashOpenFile(opened);
     if (cached === undefined || cached.sha256 === actual) {
       this.#digests.remember(name, info, actual);
-      return { kind: cached === undefined ? "new" : "intact", sha256: actual };
+      return {
+        kind: cached === undefined ? "new" : "intact",
+        sha256: actual,
+        size: info.size,
+      };
     }
     this.#digests.markDamaged(name, info, actual);
-    return { kind: "damaged", expected: cached.sha256, actual };
+    return {
+      kind: "damaged",
+      expected: cached.sha256,
+      actual,
+      size: info.size,
+    };
   }
 }
 
 /** What {@linkcode Catalog.recheck} found. */
 export type Recheck =
-  | { kind: "intact" | "new"; sha256: string }
-  | { kind: "damaged"; expected: string; actual: string }
+  | { kind: "intact" | "new"; sha256: string; size: number }
+  | { kind: "damaged"; expected: string; actual: string; size: number }
   | { kind: "missing" };
 
 /** The refusal of a file whose bytes no longer match the digest it was stored with. */
@@ -562,22 +404,7 @@ function byName(a: { name: string }, b: { name: string }): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
-function lstatIfPresent(path: string): Deno.FileInfo | undefined {
-  try {
-    return Deno.lstatSync(path);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return undefined;
-    throw error;
-  }
-}
-
-/** A folder's device and inode, or `undefined` where the platform has none. */
-function identity(info: Deno.FileInfo): string | undefined {
-  return info.ino === null || info.dev === null
-    ? undefined
-    : `${info.dev}:${info.ino}`;
-}
-
-function badName(reason: string): Refusal {
-  return refusal(ERROR_CODE.badName, reason);
+function isLeftover(name: string): boolean {
+  return name.endsWith(PART_SUFFIX) || name.endsWith(STATE_SUFFIX) ||
+    name.endsWith(STATE_TEMP_SUFFIX);
 }

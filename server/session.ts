@@ -44,6 +44,8 @@ export interface SessionSettings {
   stopping: AbortSignal;
   /** Whether the server is closing (errors are then expected, not warned of). */
   closing(): boolean;
+  /** Told once the peer has said hello (and logged in): it no longer gives way to newcomers. */
+  established?: () => void;
 }
 
 /** Serves one connection until the peer leaves or breaks the protocol. */
@@ -61,6 +63,7 @@ export async function runSession(
       log.debug(`Connection with ${peer} closed before hello`);
       return;
     }
+    settings.established?.();
     fc.idleTimeoutMs = settings.idleTimeoutMs;
     await serveRequests(ctx, fc, tree);
     log.info(`Connection with ${peer} closed`);

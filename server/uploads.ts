@@ -6,7 +6,13 @@
  * @module
  */
 
-import { TransferError } from "../base/errors.ts";
+import {
+  ERROR_CODE,
+  isNoSpace,
+  type Refusal,
+  refusal,
+  TransferError,
+} from "../base/errors.ts";
 import { removeIfPresent } from "../engine/atomic_file.ts";
 import { ChunkStore } from "../engine/chunk_store.ts";
 import { receiveChunks, receiveEager } from "../engine/receiver.ts";
@@ -53,11 +59,28 @@ export async function receiveUpload(
   try {
     await receiveIntoStore(ctx, fc, put);
   } catch (error) {
+    if (isNoSpace(error)) {
+      log.error(`Cannot store ${put.name}: no space left on the disk`);
+      return refuse(
+        ctx,
+        fc,
+        noSpace(put.name),
+        `store ${JSON.stringify(put.name)}`,
+      );
+    }
     if (!(error instanceof TransferError)) throw error;
     log.error(error.message);
   } finally {
     ctx.busyNames.delete(put.name);
   }
+}
+
+/** The refusal of an upload the disk has no room for. */
+function noSpace(name: string): Refusal {
+  return refusal(
+    ERROR_CODE.noSpace,
+    `the server has no space left for ${JSON.stringify(name)}`,
+  );
 }
 
 async function receiveIntoStore(
@@ -99,8 +122,16 @@ async function receiveIntoStore(
     await catalog.record(put.name, stats.sha256, store.finished!);
     log.info(`File received and saved as ${put.name}`);
     log.info(`Calculated checksum: ${stats.sha256}`);
+  } catch (error) {
+    // A file of one chunk has nothing worth resuming: its part file goes at
+    // once. A larger one is kept to resume once there is room again, until
+    // the part time to live (`--part-ttl`) runs out.
+    if (isNoSpace(error) && store.count <= 1) await store.discard();
+    throw error;
   } finally {
-    await store.suspend();
+    await store.suspend().catch((error) =>
+      log.warn(`Cannot save the resume state of ${put.name}: ${error.message}`)
+    );
   }
 }
 
@@ -158,7 +189,10 @@ export async function receiveEagerUpload(
     fsync: ctx.fsync,
     parentsExist: found.parentsExist,
   });
-  if (stored?.code === "busy") return retryLater();
+  if (stored?.code === ERROR_CODE.busy) return retryLater();
+  if (stored?.code === ERROR_CODE.noSpace) {
+    return refuse(ctx, fc, noSpace(put.name), what);
+  }
   if (stored) return refuse(ctx, fc, stored, what);
   tree.files++;
   tree.bytes += put.size;

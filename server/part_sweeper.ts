@@ -1,0 +1,100 @@
+/**
+ * Removing what abandoned uploads leave: part files (with their resume
+ * states) not written to for `--part-ttl`, and temporary files. A part file
+ * still claimed by a transfer, in this process or another, is never
+ * touched; one that is not is claimed before it is removed, so a transfer
+ * starting meanwhile either gets it first or finds it gone.
+ *
+ * @module
+ */
+
+import type { Logger } from "../base/log.ts";
+import { removeIfPresent } from "../engine/atomic_file.ts";
+import { claimPart } from "../engine/part_file.ts";
+import {
+  PART_SUFFIX,
+  STATE_SUFFIX,
+  STATE_TEMP_SUFFIX,
+} from "../protocol/names.ts";
+import type { Catalog } from "./catalog.ts";
+
+/** What one sweep removed. */
+export interface SweepReport {
+  /** Files removed. */
+  files: number;
+  /** Their bytes. */
+  bytes: number;
+}
+
+/**
+ * Removes leftovers older than `ttlMs` (by mtime): part files nobody
+ * holds, with their states, and stray states and temporaries.
+ *
+ * @example
+ * ```ts
+ * import { Catalog } from "./catalog.ts";
+ * import { Logger } from "../base/log.ts";
+ * import { sweepParts } from "./part_sweeper.ts";
+ * await sweepParts(new Catalog("./ftv-data"), 86_400_000, new Logger("sweep"));
+ * ```
+ */
+export async function sweepParts(
+  catalog: Catalog,
+  ttlMs: number,
+  log: Logger,
+): Promise<SweepReport> {
+  const report: SweepReport = { files: 0, bytes: 0 };
+  const cutoff = Date.now() - ttlMs;
+  for (const { path, info } of await catalog.leftovers()) {
+    if ((info.mtime?.getTime() ?? 0) > cutoff) continue;
+    if (path.endsWith(PART_SUFFIX)) {
+      if (await removeUnclaimedPart(path)) {
+        log.info(
+          `Removed abandoned part file ${path} (${info.size} bytes, last written ${info.mtime?.toISOString()})`,
+        );
+        report.files++;
+        report.bytes += info.size;
+      }
+    } else if (!(await exists(partOf(path)))) {
+      await removeIfPresent(path);
+      report.files++;
+      report.bytes += info.size;
+    }
+  }
+  return report;
+}
+
+/** Claims the part file at `path` and removes it with its state; false when a transfer holds it. */
+async function removeUnclaimedPart(path: string): Promise<boolean> {
+  const claimed = await claimPart(path);
+  if (!claimed) return false;
+  try {
+    const base = path.slice(0, -PART_SUFFIX.length);
+    await removeIfPresent(path);
+    await removeIfPresent(base + STATE_SUFFIX);
+    await removeIfPresent(base + STATE_TEMP_SUFFIX);
+    return true;
+  } finally {
+    claimed.file.close();
+  }
+}
+
+/** The part file a state or temporary belongs to (a temporary of ftv's own has none). */
+function partOf(path: string): string {
+  for (const suffix of [STATE_TEMP_SUFFIX, STATE_SUFFIX]) {
+    if (path.endsWith(suffix)) {
+      return path.slice(0, -suffix.length) + PART_SUFFIX;
+    }
+  }
+  return path + PART_SUFFIX; // Never exists: the temporary goes.
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { crc32 } from "node:zlib";
 import {
   allocDataFrame,
   type ByteSource,

@@ -11,7 +11,6 @@
  */
 
 import { createHash } from "node:crypto";
-import { crc32 } from "node:zlib";
 import {
   controlFrame,
   type ControlMessage,

@@ -96,7 +96,11 @@ export interface GetOptions extends TransferOptions {
   out?: string;
   /** Repair rounds before giving up. @default 3 */
   maxRetries?: number;
-  /** Refuse to finalise unless the file has this SHA-256. */
+  /**
+   * Refuse the file unless it has this SHA-256: before any of it travels
+   * when the server offers another digest, and again before it takes its
+   * final name.
+   */
   expectSha256?: string;
   /** Sync the file to disk before it takes its final name. @default true */
   fsync?: boolean;

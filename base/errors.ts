@@ -168,6 +168,11 @@ export class TrustError extends Error {
   }
 }
 
+/** Whether `error` is the operating system's "no space left on device" (ENOSPC). */
+export function isNoSpace(error: unknown): boolean {
+  return (error as { code?: unknown } | undefined)?.code === "ENOSPC";
+}
+
 /** The exit code for a command that failed with `error`. */
 export function exitCodeOf(error: unknown): number {
   if (error instanceof AuthenticationError || error instanceof TrustError) {

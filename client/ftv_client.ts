@@ -257,7 +257,7 @@ export class FtvClient implements Disposable {
     const mode = offer.mode === undefined
       ? undefined
       : withinUmask(offer.mode & MODE_MASK, folderOf(path));
-    const store = await ChunkStore.open(path, {
+    const claimed = await ChunkStore.claim(path, {
       name: offer.name,
       size: offer.size,
       chunkSize: offer.chunkSize,
@@ -267,6 +267,12 @@ export class FtvClient implements Disposable {
       fsync: options.fsync ?? true,
       attributes: { mode, mtimeMs: offer.mtimeMs },
     });
+    if (!claimed.ok) {
+      throw new TransferError(
+        `Cannot get ${JSON.stringify(name)}: ${claimed.refusal.reason}`,
+      );
+    }
+    const store = claimed.value;
     try {
       log.info(`Original file checksum: ${offer.sha256}`);
       log.info(`Expected chunks: ${store.count}`);

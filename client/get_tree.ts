@@ -192,12 +192,12 @@ class TreeDownload {
     if (reply.kind !== "got") return false;
     const { offer, bytes } = reply;
     if (offer.size !== file.size || offer.sha256 !== file.sha256) return false;
-    const refused = writeWhole(file.path, bytes, {
+    const written = writeWhole(file.path, bytes, {
       mode: withinUmask((offer.mode ?? 0o644) & MODE_MASK, folderOf(file.path)),
       mtimeMs: offer.mtimeMs,
       fsync: this.#options.fsync ?? true,
     });
-    return refused === undefined;
+    return written.ok;
   }
 
   /** Large files, and small ones that failed, one by one with resume. */

@@ -6,7 +6,13 @@
  * @module
  */
 
-import { ERROR_CODE, type Refusal, refusal } from "../base/errors.ts";
+import {
+  ERROR_CODE,
+  isNoSpace,
+  type Outcome,
+  refusal,
+} from "../base/errors.ts";
+import { createPartSync } from "./part_file.ts";
 import { PART_SUFFIX } from "../protocol/names.ts";
 
 /** Removes `path`, ignoring one that is already gone. */
@@ -32,44 +38,61 @@ export async function syncFolder(path: string): Promise<void> {
 
 /**
  * Writes a whole small file that is already verified: `<path>.ftv-part`
- * (created exclusively, so never through a link) with its mode and mtime,
- * synced when asked, then renamed into place, so the final name only ever
+ * (created exclusively and claimed, so never through a link nor while
+ * another transfer holds it) with its mode and mtime, synced when asked,
+ * then renamed into place under the claim, so the final name only ever
  * holds the whole file. Synchronous, because for a small file each async
  * call costs more than the work. A `busy` refusal when a part file is
- * already there (an interrupted transfer of it, or a concurrent one).
+ * already there (an interrupted transfer of it, or a concurrent one), and
+ * `no_space` when the disk is full; a part file that failed is removed at
+ * once. Resolves to the stored file's stat.
  */
 export function writeWhole(
   path: string,
   bytes: Uint8Array,
   attributes: { mode: number; mtimeMs: number; fsync: boolean },
-): Refusal | undefined {
+): Outcome<Deno.FileInfo> {
   const part = path + PART_SUFFIX;
-  try {
-    Deno.writeFileSync(part, bytes, { createNew: true, mode: attributes.mode });
-  } catch (error) {
-    if (error instanceof Deno.errors.AlreadyExists) {
-      return refusal(
+  const file = createPartSync(part, attributes.mode);
+  if (!file) {
+    return {
+      ok: false,
+      refusal: refusal(
         ERROR_CODE.busy,
-        `${
-          JSON.stringify(part)
-        } exists: another transfer of it is under way or was interrupted`,
-      );
-    }
-    throw error;
+        "another transfer of it is in progress or was interrupted",
+      ),
+    };
   }
   try {
-    Deno.utimeSync(part, new Date(), new Date(attributes.mtimeMs));
-    if (attributes.fsync) {
-      using file = Deno.openSync(part, { read: true });
-      file.syncDataSync();
+    for (let written = 0; written < bytes.length;) {
+      written += file.writeSync(bytes.subarray(written));
     }
+    file.utimeSync(new Date(), new Date(attributes.mtimeMs));
+    if (attributes.fsync) file.syncDataSync();
     Deno.renameSync(part, path);
+    if (attributes.fsync) syncFolderSync(path);
+    return { ok: true, value: file.statSync() };
   } catch (error) {
-    Deno.removeSync(part);
+    removeQuietly(part);
+    if (isNoSpace(error)) {
+      return {
+        ok: false,
+        refusal: refusal(ERROR_CODE.noSpace, "no space left on the disk"),
+      };
+    }
     throw error;
+  } finally {
+    file.close();
   }
-  if (attributes.fsync) syncFolderSync(path);
-  return undefined;
+}
+
+/** Removes `path` if it is there, ignoring any failure (used while cleaning up after one). */
+function removeQuietly(path: string): void {
+  try {
+    Deno.removeSync(path);
+  } catch {
+    // Gone already, or cannot be removed: the failure that brought us here matters more.
+  }
 }
 
 /** Syncs the folder holding `path`, synchronously; see {@linkcode syncFolder}. */

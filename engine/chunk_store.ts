@@ -11,9 +11,20 @@
  * @module
  */
 
+import { ERROR_CODE, type Outcome, refusal } from "../base/errors.ts";
 import { MODE_MASK } from "../protocol.ts";
 import { removeIfPresent, syncFolder } from "./atomic_file.ts";
-import { bytesHeld, chunkCount, chunkLength } from "./chunks.ts";
+import { bytesHeld, chunkCount, chunkLength, isAllZero } from "./chunks.ts";
+import { claimPart } from "./part_file.ts";
+import {
+  consistentBitmap,
+  type Manifest,
+  readState,
+  sameManifest,
+  writeState,
+} from "./resume_state.ts";
+
+export type { Manifest };
 import { createHash, type Hash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { ChunkBitmap } from "./bitmap.ts";
@@ -23,18 +34,7 @@ import {
   STATE_TEMP_SUFFIX,
 } from "../protocol/names.ts";
 
-/** What identifies the file being received. */
-export interface Manifest {
-  name: string;
-  size: number;
-  chunkSize: number;
-  /** Modification time of the source, part of the file's identity for resume. */
-  mtimeMs: number;
-  /** The whole-file digest, when the sender knows it up front. */
-  sha256?: string;
-}
-
-/** Options for {@linkcode ChunkStore.open}. */
+/** Options for {@linkcode ChunkStore.claim}. */
 export interface ChunkStoreOptions {
   /** Milliseconds between saved checkpoints. @default 1000 */
   checkpointMs?: number;
@@ -50,14 +50,6 @@ export interface ChunkStoreOptions {
    */
   attributes?: { mode?: number; mtimeMs?: number };
 }
-
-interface SavedState {
-  version: 1;
-  manifest: Manifest;
-  have: string;
-}
-
-const STATE_VERSION = 1;
 
 /**
  * Most bytes of chunks kept in memory while an earlier chunk is missing, so
@@ -107,6 +99,7 @@ export class ChunkStore {
   #lastCheckpoint = performance.now();
   #background: Promise<void> | undefined;
   #closed = false;
+  #finished: Deno.FileInfo | undefined;
 
   private constructor(
     path: string,
@@ -132,45 +125,65 @@ export class ChunkStore {
   }
 
   /**
-   * Opens the part file for `path`. A saved state describing the same file,
-   * consistent with the part file, is resumed; a part file whose state is
-   * missing, damaged or inconsistent is kept but trusted for nothing until
-   * {@linkcode verifyPart}; anything else starts afresh.
+   * Claims the part file for `path` (see `part_file.ts`): a `busy` refusal
+   * when another transfer, in this process or another, holds it. A saved
+   * state describing the same file, consistent with the part file, is
+   * resumed; a part file whose state is missing, damaged or inconsistent is
+   * kept but trusted for nothing until {@linkcode verifyPart}; anything else
+   * starts afresh.
    */
-  static async open(
+  static async claim(
     path: string,
     manifest: Manifest,
     options: ChunkStoreOptions = {},
-  ): Promise<ChunkStore> {
-    const count = chunkCount(manifest.size, manifest.chunkSize);
-    const partSize = await fileSize(path + PART_SUFFIX);
-    const saved = await readState(path + STATE_SUFFIX);
-    let have: ChunkBitmap | undefined;
-    let needsVerification = false;
-    if (partSize !== undefined && partSize <= manifest.size) {
-      if (saved.status === "ok" && sameFile(saved.state.manifest, manifest)) {
-        have = consistentBitmap(saved.state.have, manifest, partSize);
-        needsVerification = have === undefined;
-      } else if (saved.status !== "ok" && partSize > 0) {
-        needsVerification = true;
-      }
+  ): Promise<Outcome<ChunkStore>> {
+    const claimed = await claimPart(path + PART_SUFFIX);
+    if (!claimed) {
+      return {
+        ok: false,
+        refusal: refusal(
+          ERROR_CODE.busy,
+          "another transfer of it is in progress (its part file is held)",
+        ),
+      };
     }
-    const keepPart = have !== undefined || needsVerification;
-    const file = await Deno.open(path + PART_SUFFIX, {
-      read: true,
-      write: true,
-      create: true,
-      truncate: !keepPart,
-    });
-    return new ChunkStore(
-      path,
-      manifest,
-      have ?? new ChunkBitmap(count),
-      file,
-      keepPart ? partSize! : 0,
-      needsVerification,
-      options,
-    );
+    const { file, size: partSize } = claimed;
+    try {
+      const saved = await readState(path + STATE_SUFFIX);
+      let have: ChunkBitmap | undefined;
+      let needsVerification = false;
+      if (partSize <= manifest.size) {
+        if (
+          saved.status === "ok" && sameManifest(saved.state.manifest, manifest)
+        ) {
+          have = consistentBitmap(saved.state.have, manifest, partSize);
+          needsVerification = have === undefined;
+        } else if (saved.status !== "ok" && partSize > 0) {
+          needsVerification = true;
+        }
+      }
+      const keepPart = have !== undefined || needsVerification;
+      if (!keepPart && partSize > 0) await file.truncate(0);
+      const count = chunkCount(manifest.size, manifest.chunkSize);
+      const store = new ChunkStore(
+        path,
+        manifest,
+        have ?? new ChunkBitmap(count),
+        file,
+        keepPart ? partSize : 0,
+        needsVerification,
+        options,
+      );
+      return { ok: true, value: store };
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+  }
+
+  /** The finished file as it was renamed into place, once {@linkcode finalize} has run. */
+  get finished(): Deno.FileInfo | undefined {
+    return this.#finished;
   }
 
   /** Chunks already held from an earlier run. */
@@ -252,8 +265,11 @@ export class ChunkStore {
         release?.(payload);
         return;
       }
+      const offset = seq * this.manifest.chunkSize;
       try {
-        await this.#writeAt(seq * this.manifest.chunkSize, payload);
+        // A chunk of zeros is not written: it stays a hole, read back as zeros.
+        if (isAllZero(payload)) await this.#extendTo(offset + payload.length);
+        else await this.#writeAt(offset, payload);
       } catch (error) {
         release?.(payload);
         throw error;
@@ -328,28 +344,42 @@ export class ChunkStore {
     });
   }
 
-  /** Syncs, renames the part file into place, syncs the folder, drops the state. */
-  async finalize(): Promise<void> {
+  /**
+   * Syncs, renames the part file into place, syncs the folder and drops the
+   * state, all while the claim is held, so only the process whose bytes
+   * were verified ever renames. Resolves to the finished file's stat.
+   */
+  async finalize(): Promise<Deno.FileInfo> {
+    if (this.#finished) return this.#finished;
     await this.flush();
     await this.#background;
     const { mode, mtimeMs } = this.#attributes ?? {};
+    await this.#extendTo(this.manifest.size); // Trailing zero chunks stay holes.
     if (mode !== undefined) await Deno.chmod(this.partPath, mode & MODE_MASK);
     if (mtimeMs !== undefined) {
       await this.#file.utime(new Date(), new Date(mtimeMs));
     }
     if (this.#fsync) await this.#file.sync();
-    this.#close();
-    await Deno.rename(this.partPath, this.path);
-    if (this.#fsync) await syncFolder(this.path);
-    await removeIfPresent(this.statePath);
+    try {
+      await Deno.rename(this.partPath, this.path);
+      if (this.#fsync) await syncFolder(this.path);
+      await removeIfPresent(this.statePath);
+      this.#finished = await this.#file.stat();
+      return this.#finished;
+    } finally {
+      this.#close();
+    }
   }
 
-  /** Closes and deletes the part file and state: the next run starts afresh. */
+  /** Deletes the part file and state and gives up the claim: the next run starts afresh. */
   async discard(): Promise<void> {
     await this.#settle();
-    this.#close();
-    await removeIfPresent(this.partPath);
-    await removeIfPresent(this.statePath);
+    try {
+      await removeIfPresent(this.partPath);
+      await removeIfPresent(this.statePath);
+    } finally {
+      this.#close();
+    }
   }
 
   /** Saves a checkpoint and closes, keeping the part file for a later resume. */
@@ -408,15 +438,14 @@ export class ChunkStore {
 
   async #checkpoint(): Promise<void> {
     this.#lastCheckpoint = performance.now();
-    const state: SavedState = {
-      version: STATE_VERSION,
-      manifest: this.manifest,
-      have: this.have.toBase64(),
-    };
+    const have = ChunkBitmap.fromBase64(this.have.toBase64(), this.count);
     if (this.#fsync) await this.#file.syncData();
-    const temporary = this.path + STATE_TEMP_SUFFIX;
-    await Deno.writeTextFile(temporary, JSON.stringify(state));
-    await Deno.rename(temporary, this.statePath);
+    await writeState(
+      this.statePath,
+      this.path + STATE_TEMP_SUFFIX,
+      this.manifest,
+      have,
+    );
   }
 
   async #seek(offset: number): Promise<void> {
@@ -435,7 +464,15 @@ export class ChunkStore {
       }
     } finally {
       this.#position = offset + written;
+      this.#partSize = Math.max(this.#partSize, this.#position);
     }
+  }
+
+  /** Makes the part file at least `size` bytes long; what it grows by is a hole. */
+  async #extendTo(size: number): Promise<void> {
+    if (this.#partSize >= size) return;
+    await this.#file.truncate(size);
+    this.#partSize = size;
   }
 
   async #readAt(offset: number, bytes: Uint8Array): Promise<void> {
@@ -461,70 +498,5 @@ export class ChunkStore {
     if (this.#closed) return;
     this.#closed = true;
     this.#file.close();
-  }
-}
-
-type SavedStateRead =
-  | { status: "ok"; state: SavedState }
-  | { status: "missing" }
-  | { status: "damaged" };
-
-async function readState(statePath: string): Promise<SavedStateRead> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(statePath);
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return { status: "missing" };
-    return { status: "damaged" };
-  }
-  try {
-    const state = JSON.parse(text) as SavedState;
-    if (
-      state?.version === STATE_VERSION && typeof state.have === "string" &&
-      typeof state.manifest === "object" && state.manifest !== null
-    ) {
-      return { status: "ok", state };
-    }
-  } catch {
-    // Falls through: a state that does not parse is damaged.
-  }
-  return { status: "damaged" };
-}
-
-/** The saved bitmap, when it decodes and every chunk it claims lies within the part file. */
-function consistentBitmap(
-  encoded: string,
-  manifest: Manifest,
-  partSize: number,
-): ChunkBitmap | undefined {
-  let have: ChunkBitmap;
-  try {
-    have = ChunkBitmap.fromBase64(
-      encoded,
-      chunkCount(manifest.size, manifest.chunkSize),
-    );
-  } catch {
-    return undefined;
-  }
-  for (let seq = have.size - 1; seq >= 0; seq--) {
-    if (!have.has(seq)) continue;
-    const end = seq * manifest.chunkSize +
-      chunkLength(seq, manifest.size, manifest.chunkSize);
-    return end <= partSize ? have : undefined;
-  }
-  return have;
-}
-
-function sameFile(a: Manifest | undefined, b: Manifest): boolean {
-  return a !== undefined && a.name === b.name && a.size === b.size &&
-    a.chunkSize === b.chunkSize && a.mtimeMs === b.mtimeMs &&
-    (a.sha256 === undefined || b.sha256 === undefined || a.sha256 === b.sha256);
-}
-
-async function fileSize(path: string): Promise<number | undefined> {
-  try {
-    return (await Deno.stat(path)).size;
-  } catch {
-    return undefined;
   }
 }

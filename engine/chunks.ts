@@ -78,3 +78,23 @@ export function bytesHeld(
   }
   return bytes;
 }
+
+/**
+ * Whether every byte of `bytes` is zero: such a chunk is a hole on disk and
+ * travels as a zero-chunk frame. Stops at the first other byte, so data
+ * that is not zeros costs next to nothing.
+ */
+export function isAllZero(bytes: Uint8Array): boolean {
+  const head = Math.min(bytes.length, (4 - bytes.byteOffset % 4) % 4);
+  for (let i = 0; i < head; i++) if (bytes[i] !== 0) return false;
+  const words = new Uint32Array(
+    bytes.buffer,
+    bytes.byteOffset + head,
+    (bytes.length - head) >>> 2,
+  );
+  for (let i = 0; i < words.length; i++) if (words[i] !== 0) return false;
+  for (let i = head + words.length * 4; i < bytes.length; i++) {
+    if (bytes[i] !== 0) return false;
+  }
+  return true;
+}

@@ -21,6 +21,16 @@ const READ_BYTES = 1024 * 1024;
  */
 export async function hashFile(path: string): Promise<string> {
   using file = await Deno.open(path, { read: true });
+  return await hashOpenFile(file);
+}
+
+/**
+ * The SHA-256 of an open file from its start, as lowercase hex; leaves its
+ * position at the end. Hashing through the handle hashes the very file that
+ * was opened, even if another one takes its name meanwhile.
+ */
+export async function hashOpenFile(file: Deno.FsFile): Promise<string> {
+  await file.seek(0, Deno.SeekMode.Start);
   const hash = createHash("sha256");
   const buffer = new Uint8Array(READ_BYTES);
   for (;;) {

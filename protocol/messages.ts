@@ -25,6 +25,11 @@ export interface FileEntry {
   mtimeMs: number;
   /** Permission bits (`0o644`), when the server reports them. */
   mode?: number;
+  /**
+   * The stored bytes no longer match `sha256` (found by a re-hash): the
+   * server refuses to serve the file until it is sent again.
+   */
+  damaged?: boolean;
 }
 
 /** A stored folder as `list` reports it, so `get` can recreate empty ones. */
@@ -326,7 +331,10 @@ export function parseControl(json: Uint8Array): ControlMessage {
     checkCompression(value.compress);
   }
   if (type === "listing") {
-    checkEntryList(value.files, "files", FILE_ENTRY_FIELDS, { mode: "number" });
+    checkEntryList(value.files, "files", FILE_ENTRY_FIELDS, {
+      mode: "number",
+      damaged: "boolean",
+    });
     if (value.dirs !== undefined) {
       checkEntryList(value.dirs, "dirs", DIR_ENTRY_FIELDS, {});
     }

@@ -9,7 +9,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { hashFile } from "../engine/digest.ts";
+import { hashOpenFile } from "../engine/digest.ts";
 import { ERROR_CODE, type Refusal, refusal } from "../base/errors.ts";
 import { DigestCache } from "./digest_cache.ts";
 import {
@@ -256,8 +256,8 @@ export class Catalog {
    * (unless `parentsExist`, as {@linkcode inspect} just found),
    * writes `<name>.ftv-part` (created exclusively, so never through a link),
    * sets mode and mtime, syncs when asked, renames it into place and records
-   * its digest. Resolves to a refusal (`bad_name`, or `busy` when a part
-   * file appeared meanwhile), or `undefined` once stored.
+   * its digest. Resolves to a refusal (`bad_name`; `busy` when a part
+   * file appeared meanwhile; `no_space`), or `undefined` once stored.
    */
   storeWhole(
     name: string,
@@ -274,16 +274,12 @@ export class Catalog {
       mtimeMs: attributes.mtimeMs,
       fsync: attributes.fsync,
     });
-    if (written) return written;
+    if (!written.ok) return written.refusal;
     const slash = name.lastIndexOf("/");
     this.#listings.get(slash === -1 ? "" : name.slice(0, slash))?.names.add(
       name.slice(slash + 1),
     );
-    this.#digests.remember(name, {
-      size: bytes.length,
-      mtimeMs: attributes.mtimeMs,
-      sha256,
-    });
+    this.#digests.remember(name, written.value, sha256);
     if (this.#total) this.#total.bytes += bytes.length;
     return undefined;
   }
@@ -447,47 +443,119 @@ export class Catalog {
       if (got === null) return { kind: "tooLarge" }; // Shrank: not one whole read.
       filled += got;
     }
-    let entry = this.#digests.entry(name, info);
-    if (entry === undefined) {
-      const sha256 = createHash("sha256").update(bytes).digest("hex");
-      const mtimeMs = info.mtime?.getTime() ?? 0;
-      this.#digests.remember(name, { size: info.size, mtimeMs, sha256 });
-      entry = this.#digests.entry(name, info)!;
+    // A small file costs little to hash: its bytes are checked on every read.
+    const actual = createHash("sha256").update(bytes).digest("hex");
+    const cached = this.#digests.cached(name, info);
+    if (cached === undefined) this.#digests.remember(name, info, actual);
+    else if (cached.sha256 !== actual) {
+      this.#digests.markDamaged(name, info, actual);
+      return {
+        kind: "refused",
+        refusal: damagedRefusal(cached.sha256),
+      };
     }
-    return { kind: "ok", entry, bytes };
+    return { kind: "ok", entry: this.#digests.entry(name, info)!, bytes };
   }
 
   /** The stored file `name` with its digest, or `undefined` when absent. */
   async lookup(name: string): Promise<FileEntry | undefined> {
+    const opened = await this.open(name);
+    if (opened === undefined) return undefined;
+    opened.file.close();
+    return opened.entry;
+  }
+
+  /**
+   * Opens the stored file `name` for reading, with its entry (digest from
+   * the cache, or hashed now through the open handle); `undefined` when it
+   * is absent or not a plain file. The caller closes the file. Call
+   * {@linkcode linkRefusal} first: this opens the path as it is.
+   */
+  async open(
+    name: string,
+  ): Promise<{ file: Deno.FsFile; entry: FileEntry } | undefined> {
     await this.#digests.load();
-    let info: Deno.FileInfo;
+    let file: Deno.FsFile;
     try {
-      info = await Deno.stat(this.pathOf(name));
+      file = await Deno.open(this.pathOf(name), { read: true });
     } catch (error) {
       if (error instanceof Deno.errors.NotFound) return undefined;
       throw error;
     }
-    if (!info.isFile) return undefined;
-    const cached = this.#digests.entry(name, info);
-    if (cached) return cached;
-    const mtimeMs = info.mtime?.getTime() ?? 0;
-    const mode = (info.mode ?? 0o644) & MODE_MASK;
-    const sha256 = await hashFile(this.pathOf(name));
-    this.#digests.remember(name, { size: info.size, mtimeMs, sha256 });
-    return { name, size: info.size, sha256, mtimeMs, mode };
+    try {
+      const info = await file.stat();
+      if (!info.isFile) {
+        file.close();
+        return undefined;
+      }
+      let entry = this.#digests.entry(name, info);
+      if (entry === undefined) {
+        this.#digests.remember(name, info, await hashOpenFile(file));
+        entry = this.#digests.entry(name, info)!;
+        await file.seek(0, Deno.SeekMode.Start);
+      }
+      return { file, entry };
+    } catch (error) {
+      file.close();
+      throw error;
+    }
   }
 
-  /** Records the digest of a file just stored, so it is never hashed again. */
-  async record(name: string, sha256: string): Promise<void> {
+  /**
+   * Records the digest of a file just stored (`info`: its stat as it was
+   * renamed into place), so it is never hashed again.
+   */
+  async record(
+    name: string,
+    sha256: string,
+    info: Deno.FileInfo,
+  ): Promise<void> {
     await this.#digests.load();
-    const info = await Deno.stat(this.pathOf(name));
-    this.#digests.remember(name, {
-      size: info.size,
-      mtimeMs: info.mtime?.getTime() ?? 0,
-      sha256,
-    });
+    this.#digests.remember(name, info, sha256);
     if (this.#total) this.#total.bytes += info.size;
   }
+
+  /**
+   * Hashes the stored file `name` again and compares it with the digest it
+   * was stored with: `intact` (now confirmed), `damaged` (marked so: never
+   * served as verified until it is sent again), `new` (no digest was known
+   * for this file: hashed and recorded), or `missing`.
+   */
+  async recheck(name: string): Promise<Recheck> {
+    await this.#digests.load();
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(this.pathOf(name), { read: true });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) return { kind: "missing" };
+      throw error;
+    }
+    using opened = file;
+    const info = await opened.stat();
+    if (!info.isFile) return { kind: "missing" };
+    const cached = this.#digests.cached(name, info);
+    const actual = await hashOpenFile(opened);
+    if (cached === undefined || cached.sha256 === actual) {
+      this.#digests.remember(name, info, actual);
+      return { kind: cached === undefined ? "new" : "intact", sha256: actual };
+    }
+    this.#digests.markDamaged(name, info, actual);
+    return { kind: "damaged", expected: cached.sha256, actual };
+  }
+}
+
+/** What {@linkcode Catalog.recheck} found. */
+export type Recheck =
+  | { kind: "intact" | "new"; sha256: string }
+  | { kind: "damaged"; expected: string; actual: string }
+  | { kind: "missing" };
+
+/** The refusal of a file whose bytes no longer match the digest it was stored with. */
+export function damagedRefusal(expected: string): Refusal {
+  return refusal(
+    ERROR_CODE.damaged,
+    `the stored copy is damaged (its bytes no longer have SHA-256 ${expected}); send it again to repair it`,
+  );
 }
 
 function byName(a: { name: string }, b: { name: string }): number {

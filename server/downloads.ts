@@ -20,6 +20,7 @@ import {
   type GetMessage,
 } from "../protocol.ts";
 import { pathRefusal } from "../protocol/names.ts";
+import { damagedRefusal } from "./catalog.ts";
 import { MAX_SERVER_ROUNDS, type ServerContext } from "./context.ts";
 import { refuse } from "./refuse.ts";
 
@@ -35,9 +36,13 @@ export async function sendDownload(
   const refused = pathRefusal(get.name) ??
     await catalog.linkRefusal(get.name);
   if (refused) return refuse(ctx, fc, refused, what);
-  const entry = await catalog.lookup(get.name);
-  if (!entry) return refuse(ctx, fc, notFound(), what);
-  using file = await Deno.open(catalog.pathOf(get.name), { read: true });
+  const opened = await catalog.open(get.name);
+  if (!opened) return refuse(ctx, fc, notFound(), what);
+  using file = opened.file;
+  const { entry } = opened;
+  if (entry.damaged) {
+    return refuse(ctx, fc, damagedRefusal(entry.sha256), what);
+  }
   const transferId = ctx.nextTransferId();
   const compression = get.compress ?? "none";
   const chunkSize = await chunkSizeOf(
@@ -65,6 +70,31 @@ export async function sendDownload(
   } catch (error) {
     if (!(error instanceof RemoteError)) throw error;
     log.error(`Client gave up on ${entry.name}: ${error.message}`);
+    if (error.code === ERROR_CODE.digestMismatch) {
+      await recheckAfterMismatch(ctx, get.name);
+    }
+  }
+}
+
+/**
+ * A client found the file's bytes do not hash to the digest it was offered:
+ * the stored copy may have rotted. Hashes it again: damaged, it is marked so
+ * (listed as damaged, refused until sent again); intact, the client's link
+ * was to blame and the digest is confirmed.
+ */
+async function recheckAfterMismatch(
+  ctx: ServerContext,
+  name: string,
+): Promise<void> {
+  const found = await ctx.catalog.recheck(name);
+  if (found.kind === "damaged") {
+    ctx.log.error(
+      `Stored file ${name} is damaged: its bytes have SHA-256 ${found.actual}, not ${found.expected} as received; it is refused until sent again`,
+    );
+  } else if (found.kind === "intact") {
+    ctx.log.info(
+      `Stored file ${name} re-hashed after a client's mismatch: intact`,
+    );
   }
 }
 

@@ -66,7 +66,7 @@ async function receiveIntoStore(
   put: OrdinaryPut,
 ): Promise<void> {
   const { catalog, log } = ctx;
-  const store = await ChunkStore.open(catalog.pathOf(put.name), {
+  const claimed = await ChunkStore.claim(catalog.pathOf(put.name), {
     name: put.name,
     size: put.size,
     chunkSize: put.chunkSize,
@@ -75,6 +75,15 @@ async function receiveIntoStore(
     fsync: ctx.fsync,
     attributes: { mode: put.mode, mtimeMs: put.mtimeMs },
   });
+  if (!claimed.ok) {
+    return refuse(
+      ctx,
+      fc,
+      claimed.refusal,
+      `store ${JSON.stringify(put.name)}`,
+    );
+  }
+  const store = claimed.value;
   try {
     log.info(
       `Receiving ${put.name} (${put.size} bytes in ${store.count} chunks${
@@ -87,7 +96,7 @@ async function receiveIntoStore(
       earlyNack: put.earlyNack === true,
       log,
     });
-    await catalog.record(put.name, stats.sha256);
+    await catalog.record(put.name, stats.sha256, store.finished!);
     log.info(`File received and saved as ${put.name}`);
     log.info(`Calculated checksum: ${stats.sha256}`);
   } finally {
@@ -184,12 +193,15 @@ export function makeFolder(
   return Promise.resolve();
 }
 
-/** Whether the stored file of that name already has the size and digest offered. */
+/**
+ * Whether the stored file of that name already has the size and digest
+ * offered, and is not damaged (a damaged copy is replaced by the upload).
+ */
 async function holds(
   ctx: ServerContext,
   put: { name: string; size: number },
   sha256: string,
 ): Promise<boolean> {
   const entry = await ctx.catalog.lookup(put.name);
-  return entry?.size === put.size && entry.sha256 === sha256;
+  return entry?.size === put.size && entry.sha256 === sha256 && !entry.damaged;
 }

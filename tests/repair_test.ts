@@ -266,12 +266,14 @@ Deno.test("ChunkStore hashes chunks accepted in any order, keeping at most MAX_A
   for (let at = 0; at < bytes.length; at += 65536) {
     crypto.getRandomValues(bytes.subarray(at, at + 65536));
   }
-  const store = await ChunkStore.open(tmp.join("out.bin"), {
+  const claimed = await ChunkStore.claim(tmp.join("out.bin"), {
     name: "out.bin",
     size: bytes.length,
     chunkSize,
     mtimeMs: 0,
   }, { fsync: false });
+  assert.ok(claimed.ok);
+  const store = claimed.value;
   const released = new Map<number, number>();
   const accepts: Promise<void>[] = [];
   // Last chunk first, and chunk 1 twice: chunk 0 comes last of all.

@@ -1,0 +1,113 @@
+/**
+ * A part file's resume state, `<name>.ftv-state`: the manifest of the file
+ * being received and a bitmap of the chunks written and synced. It is
+ * written to a temporary file and renamed into place, so it is whole or
+ * absent; a temporary that failed is removed at once.
+ *
+ * @module
+ */
+
+import { ChunkBitmap } from "./bitmap.ts";
+import { removeIfPresent } from "./atomic_file.ts";
+import { chunkCount, chunkLength } from "./chunks.ts";
+
+/** What identifies the file being received. */
+export interface Manifest {
+  name: string;
+  size: number;
+  chunkSize: number;
+  /** Modification time of the source, part of the file's identity for resume. */
+  mtimeMs: number;
+  /** The whole-file digest, when the sender knows it up front. */
+  sha256?: string;
+}
+
+/** The state file's contents. */
+export interface SavedState {
+  version: 1;
+  manifest: Manifest;
+  have: string;
+}
+
+const STATE_VERSION = 1;
+
+/** Saves `manifest` and `have` at `statePath`, through `temporaryPath`. */
+export async function writeState(
+  statePath: string,
+  temporaryPath: string,
+  manifest: Manifest,
+  have: ChunkBitmap,
+): Promise<void> {
+  const state: SavedState = {
+    version: STATE_VERSION,
+    manifest,
+    have: have.toBase64(),
+  };
+  try {
+    await Deno.writeTextFile(temporaryPath, JSON.stringify(state));
+    await Deno.rename(temporaryPath, statePath);
+  } catch (error) {
+    await removeIfPresent(temporaryPath).catch(() => undefined);
+    throw error;
+  }
+}
+
+/** What was found at a state path. */
+export type SavedStateRead =
+  | { status: "ok"; state: SavedState }
+  | { status: "missing" }
+  | { status: "damaged" };
+
+/** Reads a saved state; a missing or unreadable one says so. */
+export async function readState(statePath: string): Promise<SavedStateRead> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(statePath);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return { status: "missing" };
+    return { status: "damaged" };
+  }
+  try {
+    const state = JSON.parse(text) as SavedState;
+    if (
+      state?.version === STATE_VERSION && typeof state.have === "string" &&
+      typeof state.manifest === "object" && state.manifest !== null
+    ) {
+      return { status: "ok", state };
+    }
+  } catch {
+    // Falls through: a state that does not parse is damaged.
+  }
+  return { status: "damaged" };
+}
+
+/** The saved bitmap, when it decodes and every chunk it claims lies within the part file. */
+export function consistentBitmap(
+  encoded: string,
+  manifest: Manifest,
+  partSize: number,
+): ChunkBitmap | undefined {
+  let have: ChunkBitmap;
+  try {
+    have = ChunkBitmap.fromBase64(
+      encoded,
+      chunkCount(manifest.size, manifest.chunkSize),
+    );
+  } catch {
+    return undefined;
+  }
+  for (let seq = have.size - 1; seq >= 0; seq--) {
+    if (!have.has(seq)) continue;
+    const end = seq * manifest.chunkSize +
+      chunkLength(seq, manifest.size, manifest.chunkSize);
+    return end <= partSize ? have : undefined;
+  }
+  return have;
+}
+
+/** Whether a saved manifest describes the same file as `b` (so its chunks may be resumed). */
+export function sameManifest(a: Manifest | undefined, b: Manifest): boolean {
+  return a !== undefined && a.name === b.name && a.size === b.size &&
+    a.chunkSize === b.chunkSize && a.mtimeMs === b.mtimeMs &&
+    (a.sha256 === undefined || b.sha256 === undefined || a.sha256 === b.sha256);
+}

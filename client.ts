@@ -18,6 +18,7 @@ import type {
   TransferResult,
 } from "./client/ftv_client.ts";
 import { reconnecting } from "./client/reconnect.ts";
+import { fitName } from "./protocol/names.ts";
 
 export { DEFAULT_MAX_RETRIES, FtvClient } from "./client/ftv_client.ts";
 export type {
@@ -79,7 +80,8 @@ export function get(
 
 /**
  * The seed's round trip: upload `path`, then download the server's chunked
- * copy (to `received_<name>` unless `out` is given) and verify it.
+ * copy (to `received_<name>`, shortened to fit the file system's limits,
+ * unless `out` is given) and verify it.
  */
 export async function roundTrip(
   path: string,
@@ -92,7 +94,7 @@ export async function roundTrip(
   const received = await get(uploaded.name, {
     ...options,
     log,
-    out: options.out ?? `received_${uploaded.name}`,
+    out: options.out ?? fitName(`received_${uploaded.name}`),
     expectSha256: options.expectSha256 ?? uploaded.sha256,
   });
   return {

@@ -93,6 +93,7 @@ export {
   type ErrorCode,
   EXIT,
   exitCodeOf,
+  InterruptedError,
   type Outcome,
   ProtocolError,
   type Refusal,

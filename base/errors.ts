@@ -56,8 +56,14 @@ export type Outcome<T> =
   | { readonly ok: true; readonly value: T }
   | { readonly ok: false; readonly refusal: Refusal };
 
-/** Process exit codes of the `ftv` command. */
-export const EXIT = { ok: 0, failed: 1, usage: 2, auth: 3 } as const;
+/** Process exit codes of the `ftv` command (130: stopped by Ctrl-C, as shells count 128 + SIGINT). */
+export const EXIT = {
+  ok: 0,
+  failed: 1,
+  usage: 2,
+  auth: 3,
+  interrupted: 130,
+} as const;
 
 /** The peer broke the protocol: the connection cannot continue. */
 export class ProtocolError extends Error {
@@ -125,6 +131,18 @@ export class AuthenticationError extends Error {
   }
 }
 
+/**
+ * The user stopped the command (Ctrl-C); the message says where the
+ * transfer stopped: exit code 130.
+ */
+export class InterruptedError extends Error {
+  /** Builds the error; `cause` is passed through. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "InterruptedError";
+  }
+}
+
 /** Why a TLS client refused a server. */
 export type TrustErrorCode =
   /** The server's CA is not the pinned one. */
@@ -160,6 +178,7 @@ export function exitCodeOf(error: unknown): number {
   if (error instanceof AuthenticationError || error instanceof TrustError) {
     return EXIT.auth;
   }
+  if (error instanceof InterruptedError) return EXIT.interrupted;
   return EXIT.failed;
 }
 

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { printable } from "./printable.ts";
+
 /**
  * The component names log lines carry, as the seed named them; each is
  * written here once.
@@ -25,13 +27,6 @@ const RANK: Record<LogLevel, number> = {
   WARNING: 2,
   ERROR: 3,
 };
-
-// deno-lint-ignore no-control-regex
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
-
-function escapeControl(character: string): string {
-  return `\\u${character.charCodeAt(0).toString(16).padStart(4, "0")}`;
-}
 
 /** Where log lines go; tests capture them with their own sink. */
 export type LogSink = (line: string) => void;
@@ -96,14 +91,15 @@ export class Logger {
   }
 
   /**
-   * Writes `message` at `level` when the level is enabled. Control characters
-   * are shown as `\uXXXX`: text from a peer cannot forge or hide log lines.
+   * Writes `message` at `level` when the level is enabled. Control and
+   * bidirectional control characters are shown as `\uXXXX`
+   * ({@linkcode printable}): text from a peer cannot forge or hide log lines.
    */
   log(level: LogLevel, message: string): void {
     if (RANK[level] < this.#min) return;
     this.#sink(
       `${formatTimestamp(new Date())} - ${this.component} - ${level} - ${
-        message.replace(CONTROL_CHARACTERS, escapeControl)
+        printable(message)
       }`,
     );
   }

@@ -9,6 +9,7 @@
 import { EXIT } from "../base/errors.ts";
 import type { Io } from "../base/io.ts";
 import { COMPONENT, Logger, type LogLevel } from "../base/log.ts";
+import { printable } from "../base/printable.ts";
 import { runDemo } from "../demo.ts";
 import { hashFile } from "../engine/digest.ts";
 import { parseHostPort, startProxy } from "../faults/proxy.ts";
@@ -83,9 +84,9 @@ export async function runHash(
   let status: number = EXIT.ok;
   for (const path of paths) {
     try {
-      io.out(`${await hashFile(path)}  ${path}`);
+      io.out(printable(`${await hashFile(path)}  ${path}`));
     } catch (error) {
-      io.err(`ftv: Cannot hash "${path}": ${describe(error)}`);
+      io.err(printable(`ftv: Cannot hash "${path}": ${describe(error)}`));
       status = EXIT.failed;
     }
   }

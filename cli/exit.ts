@@ -1,6 +1,7 @@
 /**
  * How a failed command ends: one `ftv: ...` line on stderr, never a stack
- * trace, and an exit code from `base/errors.ts` (1 failed, 2 usage, 3 auth).
+ * trace, and an exit code from `base/errors.ts` (1 failed, 2 usage, 3 auth,
+ * 130 stopped by Ctrl-C).
  * Only a {@linkcode UsageError}, thrown by the command line's own checks,
  * is a usage error: an error from the library is never one.
  *
@@ -8,6 +9,7 @@
  */
 
 import { EXIT, exitCodeOf } from "../base/errors.ts";
+import { printable } from "../base/printable.ts";
 
 /** A mistake in the command line, found by the command line: exit code 2. */
 export class UsageError extends Error {
@@ -42,10 +44,14 @@ export function failureOf(error: unknown, command?: string): Failure {
     const hint = command === undefined ? "" : ` ${command}`;
     return {
       code: EXIT.usage,
-      line: `ftv: ${error.message} (see 'ftv${hint} --help')`,
+      line: `ftv: ${printable(error.message)} (see 'ftv${hint} --help')`,
     };
   }
-  return { code: exitCodeOf(error), line: `ftv: ${describe(error)}` };
+  // The message may quote the server: its controls are shown, not obeyed.
+  return {
+    code: exitCodeOf(error),
+    line: `ftv: ${printable(describe(error))}`,
+  };
 }
 
 /** Why something failed, in its own words, without a stack trace. */

@@ -7,6 +7,7 @@
 
 import { formatBytes } from "../base/bytes.ts";
 import type { LogSink } from "../base/log.ts";
+import { printable } from "../base/printable.ts";
 import type { ProgressEvent } from "../engine/transfer.ts";
 
 /** How progress is shown: `bar` on a terminal, `json` lines, or `none`. */
@@ -58,6 +59,7 @@ export class ProgressReporter {
   #lastShown = -Infinity;
   #last: ProgressEvent | undefined;
   #drawn = false;
+  #stopped = false;
 
   /** A reporter in `mode`. */
   constructor(mode: ProgressMode, options: ProgressReporterOptions = {}) {
@@ -71,9 +73,10 @@ export class ProgressReporter {
 
   /** The callback to hand to a transfer. */
   readonly update = (event: ProgressEvent): void => {
-    if (this.mode === "none") return;
+    if (this.#stopped) return;
     this.#startBytes ??= event.bytes;
     this.#last = event;
+    if (this.mode === "none") return;
     const now = this.#now();
     if (now - this.#lastShown < this.#intervalMs && event.bytes < event.total) {
       return;
@@ -91,6 +94,24 @@ export class ProgressReporter {
     }
     this.#clear();
     this.#write(summary + "\n");
+  }
+
+  /** The latest event, whatever the mode: how far the transfer got. */
+  get last(): ProgressEvent | undefined {
+    return this.#last;
+  }
+
+  /**
+   * The transfer was stopped: the bar is cleared (JSON progress ends with a
+   * `stopped` event) and later events are ignored.
+   */
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    if (this.mode === "json" && this.#last) {
+      this.#show(this.#last, this.#now(), "stopped");
+    }
+    this.#clear();
   }
 
   /** Wraps a log sink so log lines do not tear the bar: clear, log, redraw. */
@@ -125,7 +146,7 @@ export class ProgressReporter {
     const share = event.total > 0 ? event.bytes / event.total : 1;
     const filled = Math.round(share * this.#width);
     const eta = rate > 0 ? (event.total - event.bytes) / rate : Infinity;
-    const line = `${event.name} [${"#".repeat(filled)}${
+    const line = `${printable(event.name)} [${"#".repeat(filled)}${
       ".".repeat(this.#width - filled)
     }] ${(share * 100).toFixed(0).padStart(3)}% ${formatBytes(event.bytes)}/${
       formatBytes(event.total)

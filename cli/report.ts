@@ -1,6 +1,7 @@
 /**
  * What a finished command prints: the progress summary, then the result as
- * text or, with `--json` (or JSON progress), as one JSON object.
+ * text or, with `--json` (or JSON progress), as one JSON object; names from
+ * the peer with their control and bidirectional characters escaped.
  *
  * @module
  */
@@ -8,6 +9,7 @@
 import { formatBytes } from "../base/bytes.ts";
 import type { Io } from "../base/io.ts";
 import type { Logger } from "../base/log.ts";
+import { printable } from "../base/printable.ts";
 import type { TransferResult } from "../client.ts";
 import type { TreeResult, Walk } from "../client.ts";
 import type { DirEntry, FileEntry } from "../protocol.ts";
@@ -21,6 +23,14 @@ export interface ReportTo {
   json: boolean;
   /** The transfer's progress, finished before the result is printed. */
   progress: ProgressReporter;
+}
+
+/**
+ * `value` as one JSON line a terminal shows as it is: names from the peer
+ * keep their controls as JSON escapes, so the line still parses back.
+ */
+function jsonLine(value: unknown): string {
+  return printable(JSON.stringify(value));
 }
 
 /** Whether the result is printed as JSON: with JSON progress every stdout line is JSON. */
@@ -42,7 +52,7 @@ export function reportFile(
     } on the wire, ${result.retransmittedChunks} chunk(s) resent, SHA-256 verified`,
   );
   if (asJson(to)) {
-    to.io.out(JSON.stringify({
+    to.io.out(jsonLine({
       name: result.name,
       path: result.path,
       sha256: result.sha256,
@@ -61,7 +71,7 @@ export function reportFile(
   log.info(
     `Transfer Successful! Time taken: ${result.seconds.toFixed(2)} seconds`,
   );
-  to.io.out(`${result.sha256}  ${result.path}`);
+  to.io.out(printable(`${result.sha256}  ${result.path}`));
 }
 
 /** A verified tree: its counts and where it is, or the whole result as JSON. */
@@ -74,12 +84,12 @@ export function reportTree(result: TreeResult, to: ReportTo): void {
     } on the wire, every file SHA-256 verified`,
   );
   if (asJson(to)) {
-    to.io.out(JSON.stringify(result));
+    to.io.out(jsonLine(result));
     return;
   }
-  to.io.out(
+  to.io.out(printable(
     `${result.files} file(s), ${result.dirs} folder(s), ${result.bytes} bytes verified: ${result.path}`,
-  );
+  ));
 }
 
 /** `send --dry-run`: each file's size and name, then a total. */
@@ -88,7 +98,7 @@ export function reportDryRun(walk: Walk, io: Io, json: boolean): void {
   const bytes = files.reduce((sum, file) => sum + file.size, 0);
   const dirs = walk.entries.length - files.length;
   if (json) {
-    io.out(JSON.stringify({
+    io.out(jsonLine({
       dryRun: true,
       files: files.length,
       dirs,
@@ -99,7 +109,7 @@ export function reportDryRun(walk: Walk, io: Io, json: boolean): void {
     return;
   }
   for (const file of files) {
-    io.out(`${String(file.size).padStart(12)}  ${file.name}`);
+    io.out(printable(`${String(file.size).padStart(12)}  ${file.name}`));
   }
   io.out(
     `${files.length} file(s), ${bytes} bytes (${
@@ -116,7 +126,7 @@ export function reportListing(
 ): void {
   const { files, dirs } = listing;
   if (json) {
-    io.out(JSON.stringify(dirs.length > 0 ? { files, dirs } : { files }));
+    io.out(jsonLine(dirs.length > 0 ? { files, dirs } : { files }));
     return;
   }
   const lines = [
@@ -129,5 +139,5 @@ export function reportListing(
       line: `${"-".padEnd(64)}  ${"-".padStart(12)}  ${dir.name}/`,
     })),
   ].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-  for (const { line } of lines) io.out(line);
+  for (const { line } of lines) io.out(printable(line));
 }

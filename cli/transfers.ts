@@ -7,16 +7,18 @@
  * @module
  */
 
-import { EXIT, RemoteError } from "../base/errors.ts";
+import { ERROR_CODE, EXIT, RemoteError } from "../base/errors.ts";
 import type { Io } from "../base/io.ts";
 import { COMPONENT, Logger, stderrSink } from "../base/log.ts";
-import { basename } from "../base/paths.ts";
+import { basename, pathKind, withoutTrailingSlashes } from "../base/paths.ts";
 import {
   type ClientOptions,
   FtvClient,
   get,
   roundTrip,
   send,
+  type TransferResult,
+  type TreeResult,
 } from "../client.ts";
 import { ErrorSimulator } from "../faults/simulator.ts";
 import { pathRefusal } from "../protocol/names.ts";
@@ -30,6 +32,7 @@ import {
   tokenOf,
 } from "./commands.ts";
 import { UsageError } from "./exit.ts";
+import { interruptible } from "./interrupt.ts";
 import type { Values } from "./flags.ts";
 import type { CommandValues, CONNECT } from "./options.ts";
 import { type ProgressMode, ProgressReporter } from "./progress.ts";
@@ -142,10 +145,17 @@ export async function runClient(
   const session = await sessionOf(values, io);
   if (values.file === undefined) throw new UsageError("missing --file PATH");
   await mustBeFile(values.file);
-  const result = await roundTrip(values.file, {
-    ...transferOf(values, session),
-    ...optional("out", values.out),
-  });
+  const file = values.file;
+  const result = await interruptible(
+    session.to.progress,
+    file,
+    (signal) =>
+      roundTrip(file, {
+        ...transferOf(values, session),
+        ...optional("out", values.out),
+        signal,
+      }),
+  );
   reportFile(result, session.to, session.log);
   return EXIT.ok;
 }
@@ -162,7 +172,9 @@ export async function runSend(
   }
   const session = await sessionOf(values, io);
   const path = paths[0]!;
-  if (paths.length > 1 || values["dry-run"] || !(await isFile(path))) {
+  if (
+    paths.length > 1 || values["dry-run"] || await pathKind(path) !== "file"
+  ) {
     return await sendPaths(paths, values, session);
   }
   const name = values.as ?? basename(path);
@@ -173,13 +185,19 @@ export async function runSend(
     );
   }
   const simulate = simulateErrors(values);
-  const result = await send(path, {
-    ...transferOf(values, session),
-    ...optional("as", values.as),
-    ...(simulate
-      ? { simulator: new ErrorSimulator({ ...simulate, log: session.log }) }
-      : {}),
-  });
+  const result = await interruptible(
+    session.to.progress,
+    path,
+    (signal) =>
+      send(path, {
+        ...transferOf(values, session),
+        ...optional("as", values.as),
+        ...(simulate
+          ? { simulator: new ErrorSimulator({ ...simulate, log: session.log }) }
+          : {}),
+        signal,
+      }),
+  );
   reportFile(result, session.to, session.log);
   return EXIT.ok;
 }
@@ -201,10 +219,12 @@ async function sendPaths(
   };
   if (!values["dry-run"]) {
     const transfer = transferOf(values, session);
-    reportTree(
-      await sendTree(paths, { ...transfer, ...walkOptions }),
-      session.to,
+    const result = await interruptible(
+      session.to.progress,
+      paths.join(", "),
+      (signal) => sendTree(paths, { ...transfer, ...walkOptions, signal }),
     );
+    reportTree(result, session.to);
     return EXIT.ok;
   }
   const walk = walkTree(paths, walkOptions);
@@ -235,35 +255,64 @@ export async function runGet(
 ): Promise<number> {
   if (positionals.length !== 1) throw new UsageError("get takes one NAME");
   const session = await sessionOf(values, io);
-  const name = positionals[0]!;
-  const expected = values["expect-sha256"]?.toLowerCase();
-  const transfer = {
-    ...transferOf(values, session),
-    ...optional("out", values.out),
-  };
-  const result = await get(name, {
-    ...transfer,
-    ...optional("expectSha256", expected),
-  }).catch(async (error) => {
-    // Not a stored file: perhaps a stored folder.
-    if (!(error instanceof RemoteError) || error.code !== "not_found") {
-      throw error;
-    }
-    if (expected !== undefined) {
-      throw new UsageError(
-        `--expect-sha256 applies to a stored file, and ${
-          JSON.stringify(name)
-        } is none`,
-      );
-    }
-    const { getTree } = await import("../client.ts");
-    const tree = await getTree(name, transfer);
-    if (tree === undefined) throw error;
-    return tree;
-  });
+  const name = withoutTrailingSlashes(positionals[0]!);
+  const result = await interruptible(
+    session.to.progress,
+    name,
+    (signal) => getFileOrTree(name, values, session, signal),
+  );
   if ("entries" in result) reportTree(result, session.to);
   else reportFile(result, session.to, session.log);
   return EXIT.ok;
+}
+
+/**
+ * The stored file `name`, or else the stored folder. An `--out` that is a
+ * folder receives it as `OUT/NAME`, as `cp` does (for a folder, unless
+ * `OUT` is the copy a stopped get began: see `TreeOptions.intoFolder`).
+ */
+async function getFileOrTree(
+  name: string,
+  values: CommandValues<"get">,
+  session: Session,
+  signal: AbortSignal,
+): Promise<TransferResult | TreeResult> {
+  const expected = values["expect-sha256"]?.toLowerCase();
+  const { out } = values;
+  const transfer = { ...transferOf(values, session), signal };
+  try {
+    return await get(name, {
+      ...transfer,
+      ...optional(
+        "out",
+        out !== undefined && await pathKind(out) === "folder"
+          ? `${out}/${basename(name)}`
+          : out,
+      ),
+      ...optional("expectSha256", expected),
+    });
+  } catch (error) {
+    if (!(error instanceof RemoteError) || error.code !== ERROR_CODE.notFound) {
+      throw error;
+    }
+    // Not a stored file: perhaps a stored folder (with no digest to expect).
+    const missing = new RemoteError(
+      error.code,
+      `Cannot get ${JSON.stringify(name)}: no such file ${
+        expected === undefined ? "or folder " : ""
+      }on the server`,
+      { cause: error },
+    );
+    if (expected !== undefined) throw missing;
+    const { getTree } = await import("../client.ts");
+    const tree = await getTree(name, {
+      ...transfer,
+      ...optional("out", out),
+      intoFolder: true,
+    });
+    if (tree === undefined) throw missing;
+    return tree;
+  }
 }
 
 /** `ftv list`: the stored files and folders. */
@@ -277,14 +326,6 @@ export async function runList(
   using client = await FtvClient.connect(session.connect);
   reportListing(await client.listTree(), io, values.json);
   return EXIT.ok;
-}
-
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await Deno.stat(path)).isFile;
-  } catch {
-    return false;
-  }
 }
 
 async function mustBeFile(path: string): Promise<void> {

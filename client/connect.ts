@@ -11,12 +11,19 @@ import {
   ERROR_CODE,
   ProtocolError,
   RemoteError,
+  WrongPeerError,
 } from "../base/errors.ts";
 import type { Logger } from "../base/log.ts";
+import { quotedBytes } from "../base/printable.ts";
 import { AGENT } from "../base/version.ts";
 import { chunkSizeRefusal, DEFAULT_CHUNK_SIZE } from "../engine/chunks.ts";
 import { FramedConnection } from "../net/connection.ts";
-import { PROTOCOL_VERSION } from "../protocol.ts";
+import {
+  type ControlOf,
+  FRAME_PREFIX_BYTES,
+  isTlsRecord,
+  PROTOCOL_VERSION,
+} from "../protocol.ts";
 import { proofFor } from "../security/auth.ts";
 import type { TrustMode } from "../security/trust.ts";
 
@@ -70,7 +77,7 @@ export async function openSession(target: SessionTarget): Promise<Session> {
   try {
     signal?.throwIfAborted();
     await fc.send({ type: "hello", version: PROTOCOL_VERSION, agent: AGENT });
-    const hello = await fc.expect("hello");
+    const hello = await expectHello(fc, `${host}:${port}`);
     const chunkSize = hello.chunkSize ?? DEFAULT_CHUNK_SIZE;
     checkChunkSize(chunkSize);
     if (hello.challenge !== undefined) {
@@ -85,6 +92,43 @@ export async function openSession(target: SessionTarget): Promise<Session> {
     fc.close();
     throw error;
   }
+}
+
+/**
+ * The server's `hello`. A first reply that is text (an HTTP or SSH server)
+ * or a TLS record is a {@linkcode WrongPeerError}, never retried; a binary
+ * one that is not a frame stays a `ProtocolError` (a damaged stream), since
+ * no single flipped bit turns an ftv/1 header into text or a TLS record.
+ */
+async function expectHello(
+  fc: FramedConnection,
+  where: string,
+): Promise<ControlOf<"hello">> {
+  try {
+    return await fc.expect("hello");
+  } catch (error) {
+    if (!(error instanceof ProtocolError)) throw error;
+    const greeting = fc.peekBuffered(64);
+    const what = isTlsRecord(greeting)
+      ? "it speaks TLS: use --tls"
+      : isText(greeting.subarray(0, FRAME_PREFIX_BYTES))
+      ? `it sent ${quotedBytes(greeting)}`
+      : undefined;
+    if (what === undefined) throw error;
+    throw new WrongPeerError(
+      `Cannot start a session: ${where} does not speak ftv/1 (${what})`,
+      { cause: error },
+    );
+  }
+}
+
+/** Whether `bytes` are all printable ASCII, tabs and line ends: a text protocol's greeting. */
+function isText(bytes: Uint8Array): boolean {
+  return bytes.length === FRAME_PREFIX_BYTES &&
+    bytes.every((byte) =>
+      (byte >= 0x20 && byte < 0x7f) || byte === 9 || byte === 10 ||
+      byte === 13
+    );
 }
 
 /** Throws a `ProtocolError` when the server's chunks cannot carry a file of `size` bytes. */

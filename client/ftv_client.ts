@@ -6,10 +6,11 @@
  * @module
  */
 
-import { TransferError } from "../base/errors.ts";
+import { ERROR_CODE, ProtocolError, TransferError } from "../base/errors.ts";
 import { secondsSince } from "../base/clock.ts";
 import { COMPONENT, Logger } from "../base/log.ts";
-import { basename } from "../base/paths.ts";
+import { basename, folderOf } from "../base/paths.ts";
+import { withinUmask } from "../base/umask.ts";
 import { chunkCount } from "../engine/chunks.ts";
 import { chunkSizeOf } from "../engine/chunk_reader.ts";
 import { ChunkStore } from "../engine/chunk_store.ts";
@@ -29,7 +30,6 @@ import {
   type FileEntry,
   MODE_MASK,
 } from "../protocol.ts";
-import { ProtocolError } from "../base/errors.ts";
 import type { TrustMode } from "../security/trust.ts";
 import { checkChunkSize, openSession, type Session } from "./connect.ts";
 import {
@@ -96,7 +96,11 @@ export interface GetOptions extends TransferOptions {
   out?: string;
   /** Repair rounds before giving up. @default 3 */
   maxRetries?: number;
-  /** Refuse to finalise unless the file has this SHA-256. */
+  /**
+   * Refuse the file unless it has this SHA-256: before any of it travels
+   * when the server offers another digest, and again before it takes its
+   * final name.
+   */
   expectSha256?: string;
   /** Sync the file to disk before it takes its final name. @default true */
   fsync?: boolean;
@@ -124,6 +128,18 @@ export interface TransferResult extends TransferStats {
 
 /** Default repair rounds, as in the seed. */
 export const DEFAULT_MAX_RETRIES = 3;
+
+/**
+ * Most entries (files and folders) a listing may hold, against a server
+ * that pages forever.
+ */
+export const MAX_LISTED_ENTRIES = 1_000_000;
+
+/**
+ * Most pages a listing may take: pages of 100 entries on average reach
+ * {@linkcode MAX_LISTED_ENTRIES} (ftv's server sends 10,000 a page).
+ */
+export const MAX_LISTING_PAGES = 10_000;
 
 /** A connection to an ftv server. */
 export class FtvClient implements Disposable {
@@ -236,7 +252,11 @@ export class FtvClient implements Disposable {
     });
     const offer = await this.#fc.expect("offer");
     checkChunkSize(offer.chunkSize, offer.size);
+    await this.#refuseUnexpected(name, offer.sha256, options.expectSha256);
     const path = options.out ?? basename(name);
+    const mode = offer.mode === undefined
+      ? undefined
+      : withinUmask(offer.mode & MODE_MASK, folderOf(path));
     const claimed = await ChunkStore.claim(path, {
       name: offer.name,
       size: offer.size,
@@ -245,10 +265,12 @@ export class FtvClient implements Disposable {
       sha256: offer.sha256,
     }, {
       fsync: options.fsync ?? true,
-      attributes: { mode: offer.mode, mtimeMs: offer.mtimeMs },
+      attributes: { mode, mtimeMs: offer.mtimeMs },
     });
     if (!claimed.ok) {
-      throw new TransferError(`Cannot get ${name}: ${claimed.refusal.reason}`);
+      throw new TransferError(
+        `Cannot get ${JSON.stringify(name)}: ${claimed.refusal.reason}`,
+      );
     }
     const store = claimed.value;
     try {
@@ -261,7 +283,7 @@ export class FtvClient implements Disposable {
         earlyNack: offer.earlyNack === true,
         ...(options.expectSha256 === undefined
           ? {}
-          : { expectedSha256: options.expectSha256 }),
+          : { expectedSha256: options.expectSha256.toLowerCase() }),
         log: log,
       });
       log.info(`File saved to ${path}`);
@@ -269,6 +291,24 @@ export class FtvClient implements Disposable {
     } finally {
       await store.suspend();
     }
+  }
+
+  /**
+   * Before a byte of `name` travels: a file offered with another digest
+   * than `expected` is refused, the server told why, and nothing written.
+   */
+  async #refuseUnexpected(
+    name: string,
+    offered: string,
+    expected: string | undefined,
+  ): Promise<void> {
+    if (expected === undefined || offered === expected.toLowerCase()) return;
+    const reason =
+      `the server's copy has SHA-256 ${offered}, not the expected ${expected.toLowerCase()}`;
+    await this.#fc.sendError(ERROR_CODE.digestMismatch, reason);
+    throw new TransferError(
+      `Cannot get ${JSON.stringify(name)}: ${reason}`,
+    );
   }
 
   /** The rate limit and callbacks a transfer of `name` hands to the chunk engine. */
@@ -293,27 +333,50 @@ export class FtvClient implements Disposable {
     return (await this.listTree()).files;
   }
 
-  /** The server's stored files and folders, all or only `prefix` and what lies under it. */
+  /**
+   * The server's stored files and folders, all or only `prefix` and what
+   * lies under it. Each page must hold entries and say where the next one
+   * starts (its offset plus its entries); past
+   * {@linkcode MAX_LISTED_ENTRIES} entries or {@linkcode MAX_LISTING_PAGES}
+   * pages the listing is refused, so a hostile server cannot page forever.
+   */
   async listTree(
     prefix?: string,
   ): Promise<{ files: FileEntry[]; dirs: DirEntry[] }> {
     const files: FileEntry[] = [];
     const dirs: DirEntry[] = [];
+    const what = prefix === undefined
+      ? "list"
+      : `list ${JSON.stringify(prefix)}`;
     let offset: number | undefined = 0;
-    while (offset !== undefined) {
+    for (let pages = 1; offset !== undefined; pages++) {
       await this.#fc.send({
         type: "list",
         ...(prefix === undefined ? {} : { prefix }),
         ...(offset > 0 ? { offset } : {}),
       });
       const page = await this.#fc.expect("listing");
-      files.push(...page.files);
-      dirs.push(...(page.dirs ?? []));
-      if (page.next !== undefined && page.next <= offset) {
-        throw new ProtocolError(
-          "Cannot list: the server's pages do not advance",
+      const entries = page.files.length + (page.dirs?.length ?? 0);
+      const past = offset + entries > MAX_LISTED_ENTRIES
+        ? `${MAX_LISTED_ENTRIES.toLocaleString("en-US")} entries`
+        : pages > MAX_LISTING_PAGES
+        ? `${MAX_LISTING_PAGES.toLocaleString("en-US")} pages`
+        : undefined;
+      if (past !== undefined) {
+        throw new TransferError(
+          `Cannot ${what}: the server's listing runs past ${past}, the most a client accepts`,
         );
       }
+      if (
+        page.next !== undefined &&
+        (entries === 0 || page.next !== offset + entries)
+      ) {
+        throw new ProtocolError(
+          `Cannot ${what}: a page of ${entries} entries at offset ${offset} says the next starts at ${page.next}`,
+        );
+      }
+      files.push(...page.files);
+      dirs.push(...(page.dirs ?? []));
       offset = page.next;
     }
     return { files, dirs };

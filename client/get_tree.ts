@@ -12,11 +12,17 @@
 import { secondsSince } from "../base/clock.ts";
 import { ProtocolError } from "../base/errors.ts";
 import { COMPONENT, Logger } from "../base/log.ts";
-import { basename } from "../base/paths.ts";
+import {
+  basename,
+  folderOf,
+  pathKind,
+  withoutTrailingSlashes,
+} from "../base/paths.ts";
+import { withinUmask } from "../base/umask.ts";
 import { writeWhole } from "../engine/atomic_file.ts";
 import { hashFile } from "../engine/digest.ts";
 import { MODE_MASK } from "../protocol.ts";
-import { pathRefusal } from "../protocol/names.ts";
+import { PART_SUFFIX, pathRefusal } from "../protocol/names.ts";
 import { DEFAULT_MAX_RETRIES, FtvClient } from "./ftv_client.ts";
 import type { EagerGetReply } from "./pipelined.ts";
 import { reconnectOptions, withReconnect } from "./reconnect.ts";
@@ -37,6 +43,15 @@ interface ListedDir {
   path: string;
   mode: number;
   mtimeMs: number;
+}
+
+/** The server's listing of a tree. */
+type Listing = Awaited<ReturnType<FtvClient["listTree"]>>;
+
+/** A listing with where each entry lands. */
+interface LocalListing {
+  files: ListedFile[];
+  dirs: ListedDir[];
 }
 
 /**
@@ -79,7 +94,7 @@ class TreeDownload {
   #out: string;
   #options: TreeOptions;
   #started = performance.now();
-  #listing: { files: ListedFile[]; dirs: ListedDir[] } | undefined;
+  #listing: LocalListing | undefined;
   #done = new Map<string, string>();
   #total = 0;
   #tally = { bytes: 0, wire: 0, resent: 0, resumed: 0 };
@@ -88,7 +103,32 @@ class TreeDownload {
     this.#name = name;
     this.#options = options;
     this.log = options.log ?? new Logger(COMPONENT.client);
-    this.#out = (options.out ?? basename(name)).replace(/(.)\/+$/, "$1");
+    this.#out = withoutTrailingSlashes(options.out ?? basename(name));
+  }
+
+  /**
+   * Where each listed entry lands. With `intoFolder`, an `out` given that is
+   * already a folder receives the tree as `out/NAME`, unless it holds one of
+   * the tree's files whole or in part: then it is this tree's copy from a
+   * get that was stopped, resumed in place.
+   */
+  async #place(listing: Listing): Promise<LocalListing> {
+    const here = localPaths(this.#name, this.#out, listing);
+    const { intoFolder, out } = this.#options;
+    if (
+      !intoFolder || out === undefined ||
+      await pathKind(this.#out) !== "folder"
+    ) {
+      return here;
+    }
+    for (const file of here.files) {
+      const part = await pathKind(file.path + PART_SUFFIX);
+      if (part === "file" || await holdsLocally(file)) {
+        return here;
+      }
+    }
+    this.#out = `${this.#out}/${basename(this.#name)}`;
+    return localPaths(this.#name, this.#out, listing);
   }
 
   /** Files received so far: progress that resets the reconnect budget. */
@@ -100,11 +140,7 @@ class TreeDownload {
   async run(client: FtvClient): Promise<void> {
     const wireStart = client.bytesReceived;
     try {
-      this.#listing ??= localPaths(
-        this.#name,
-        this.#out,
-        await client.listTree(this.#name),
-      );
+      this.#listing ??= await this.#place(await client.listTree(this.#name));
       const { files, dirs } = this.#listing;
       this.#total = files.reduce((sum, file) => sum + file.size, 0);
       if (files.length === 0 && dirs.length === 0) return;
@@ -139,7 +175,7 @@ class TreeDownload {
         this.#received(file);
         continue;
       }
-      const folder = file.path.slice(0, file.path.lastIndexOf("/"));
+      const folder = folderOf(file.path);
       if (!folders.has(folder)) {
         await Deno.mkdir(folder, { recursive: true });
         folders.add(folder);
@@ -156,12 +192,12 @@ class TreeDownload {
     if (reply.kind !== "got") return false;
     const { offer, bytes } = reply;
     if (offer.size !== file.size || offer.sha256 !== file.sha256) return false;
-    const refused = writeWhole(file.path, bytes, {
-      mode: (offer.mode ?? 0o644) & MODE_MASK,
+    const written = writeWhole(file.path, bytes, {
+      mode: withinUmask((offer.mode ?? 0o644) & MODE_MASK, folderOf(file.path)),
       mtimeMs: offer.mtimeMs,
       fsync: this.#options.fsync ?? true,
     });
-    return refused === undefined;
+    return written.ok;
   }
 
   /** Large files, and small ones that failed, one by one with resume. */
@@ -172,9 +208,7 @@ class TreeDownload {
       if (await holdsLocally(file)) {
         this.#tally.resumed++;
       } else {
-        await Deno.mkdir(file.path.slice(0, file.path.lastIndexOf("/")), {
-          recursive: true,
-        });
+        await Deno.mkdir(folderOf(file.path), { recursive: true });
         const stats = await client.get(file.name, {
           out: file.path,
           expectSha256: file.sha256,
@@ -213,7 +247,7 @@ class TreeDownload {
       depth(b.name) - depth(a.name)
     );
     for (const dir of dirs) {
-      await Deno.chmod(dir.path, dir.mode & MODE_MASK);
+      await Deno.chmod(dir.path, withinUmask(dir.mode & MODE_MASK, dir.path));
       await Deno.utime(dir.path, new Date(), new Date(dir.mtimeMs));
     }
     const result: TreeResult = {
@@ -250,8 +284,8 @@ class TreeDownload {
 function localPaths(
   prefix: string,
   out: string,
-  listing: Awaited<ReturnType<FtvClient["listTree"]>>,
-): { files: ListedFile[]; dirs: ListedDir[] } {
+  listing: Listing,
+): LocalListing {
   const place = (name: string) => {
     const refused = pathRefusal(name);
     if (refused || (name !== prefix && !name.startsWith(`${prefix}/`))) {

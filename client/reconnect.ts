@@ -43,7 +43,11 @@ export interface Attempt {
   held(chunks: number): void;
 }
 
-/** Whether another connection might succeed where this one failed. */
+/**
+ * Whether another connection might succeed where this one failed. Anything
+ * not named here is final: a `WrongPeerError` (the address does not speak
+ * ftv/1), a refused token or server, a digest the user did not expect.
+ */
 export function isRetryable(error: unknown): boolean {
   if (error instanceof ConnectionError || error instanceof ProtocolError) {
     return true;

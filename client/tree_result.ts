@@ -20,6 +20,13 @@ export interface TreeOptions extends ClientOptions {
   fsync?: boolean;
   /** Where a tree get writes. @default the tree's base name */
   out?: string;
+  /**
+   * A tree get whose `out` (given) is already a folder writes the tree into it as
+   * `out/NAME`, as `cp -r` does; unless that folder holds one of the tree's
+   * files (whole, or a part file): then it is the copy an earlier, stopped
+   * get began, and the get resumes there. @default false: `out` is the copy
+   */
+  intoFolder?: boolean;
   /** Told how far the tree is, after every file. */
   onProgress?: (event: ProgressEvent) => void;
 }

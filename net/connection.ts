@@ -95,6 +95,14 @@ export class FramedConnection {
     return `${addr.hostname}:${addr.port}`;
   }
 
+  /**
+   * A copy of up to `max` bytes received but not yet decoded: after a
+   * refused frame header, what the peer sent in its place.
+   */
+  peekBuffered(max: number): Uint8Array {
+    return this.#reader.peek(max);
+  }
+
   /** Whether a whole frame is already buffered, so {@linkcode next} needs no I/O. */
   get hasBufferedFrame(): boolean {
     return this.#reader.hasFrame;

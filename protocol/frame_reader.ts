@@ -113,6 +113,17 @@ export class FrameReader {
     return this.#end - this.#start;
   }
 
+  /**
+   * A copy of up to `max` bytes read but not yet decoded: after a refused
+   * frame header, what the peer sent in its place.
+   */
+  peek(max: number): Uint8Array {
+    return this.#buffer.slice(
+      this.#start,
+      Math.min(this.#end, this.#start + max),
+    );
+  }
+
   /** Whether the next frame is already wholly buffered: reading it needs no I/O. */
   get hasFrame(): boolean {
     if (this.#end - this.#start < FRAME_PREFIX_BYTES) return false;
@@ -179,34 +190,48 @@ export class FrameReader {
   }
 }
 
+/**
+ * Whether `bytes` start like a TLS record (content type 20 to 23, major
+ * version 3): a TLS peer where plain ftv/1 was expected.
+ */
+export function isTlsRecord(bytes: Uint8Array): boolean {
+  return bytes.length >= 2 && bytes[0]! >= 0x14 && bytes[0]! <= 0x17 &&
+    bytes[1] === 3;
+}
+
+/** Throws a `ProtocolError` unless `length` and `kind` start an ftv/1 frame. */
 function checkFrameHeader(length: number, kind: number | undefined): void {
-  if (
-    length >>> 24 >= 0x14 && length >>> 24 <= 0x17 &&
-    (length >>> 16 & 0xff) === 3
-  ) {
-    throw new ProtocolError(
-      "Cannot read frame: the peer speaks TLS (use --tls on both sides)",
-    );
-  }
+  const problem = frameHeaderProblem(length, kind);
+  if (problem === undefined) return;
+  // No TLS record header passes as a frame header, so this costs only failures.
+  const tls = isTlsRecord(Uint8Array.of(length >>> 24, length >>> 16 & 0xff));
+  throw new ProtocolError(
+    tls
+      ? "Cannot read frame: the peer speaks TLS (use --tls on both sides)"
+      : problem,
+  );
+}
+
+function frameHeaderProblem(
+  length: number,
+  kind: number | undefined,
+): string | undefined {
   if (kind === FRAME_KIND.control) {
     if (length < 1 + 4 + 2 || length > 1 + 4 + MAX_CONTROL_BYTES) {
-      throw new ProtocolError(
-        `Cannot accept control frame: length ${length} is outside 7..${
-          5 + MAX_CONTROL_BYTES
-        }`,
-      );
+      return `Cannot accept control frame: length ${length} is outside 7..${
+        5 + MAX_CONTROL_BYTES
+      }`;
     }
   } else if (kind === FRAME_KIND.data) {
     if (length < 1 + DATA_HEADER_BYTES || length > MAX_FRAME_BYTES) {
-      throw new ProtocolError(
-        `Cannot accept data frame: length ${length} is outside ${
-          1 + DATA_HEADER_BYTES
-        }..${MAX_FRAME_BYTES}`,
-      );
+      return `Cannot accept data frame: length ${length} is outside ${
+        1 + DATA_HEADER_BYTES
+      }..${MAX_FRAME_BYTES}`;
     }
   } else {
-    throw new ProtocolError(`Cannot accept frame: unknown kind ${kind}`);
+    return `Cannot accept frame: unknown kind ${kind}`;
   }
+  return undefined;
 }
 
 function decodeBody(kind: number, body: Uint8Array): Frame {

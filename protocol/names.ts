@@ -106,6 +106,41 @@ function pathReason(path: string): string | undefined {
   return undefined;
 }
 
+/** Longest extension {@linkcode fitName} keeps whole, in UTF-8 bytes. */
+const KEPT_EXTENSION_BYTES = 16;
+
+/**
+ * `name` cut to at most `maxBytes` UTF-8 bytes, on a character boundary,
+ * keeping a short extension: for local names made from stored ones, such
+ * as the round trip's `received_<name>`, whose part and state files must
+ * still fit the file system's 255 bytes.
+ *
+ * @example
+ * ```ts
+ * import { fitName } from "./names.ts";
+ * console.log(fitName("é".repeat(200) + ".iso", 11)); // ééé.iso (10 bytes)
+ * ```
+ */
+export function fitName(
+  name: string,
+  maxBytes: number = MAX_NAME_BYTES,
+): string {
+  if (encoder.encode(name).length <= maxBytes) return name;
+  const dot = name.lastIndexOf(".");
+  const extension = dot > 0 &&
+      encoder.encode(name.slice(dot)).length <= KEPT_EXTENSION_BYTES
+    ? name.slice(dot)
+    : "";
+  let room = maxBytes - encoder.encode(extension).length;
+  let kept = "";
+  for (const character of name.slice(0, name.length - extension.length)) {
+    room -= encoder.encode(character).length;
+    if (room < 0) break;
+    kept += character;
+  }
+  return kept + extension;
+}
+
 /** The relative paths of the folders holding `path`, outermost first: `a`, `a/b` for `a/b/c`. */
 export function parentsOf(path: string): string[] {
   const parents: string[] = [];

@@ -9,6 +9,7 @@ import { failureOf, UsageError } from "../cli/exit.ts";
 import { type Flag, type FlagKind, valuesOf } from "../cli/flags.ts";
 import { COMMANDS } from "../cli/options.ts";
 import {
+  failureMessage,
   lines,
   listDir,
   LOG_LINE,
@@ -34,22 +35,6 @@ function assertLogFormat(stderr: string): void {
 /** The two "Size: N bytes" lines of the demo banner. */
 function bannerSizes(stdout: string): number[] {
   return [...stdout.matchAll(/^Size: (\d+) bytes$/gm)].map((m) => Number(m[1]));
-}
-
-/**
- * A failure message: one `ftv: ` line, no stack trace; any other stderr line
- * is a log line.
- */
-function assertFailureMessage(stderr: string): string {
-  assert.ok(!stderr.includes(STACK_LINE), `stack trace on stderr:\n${stderr}`);
-  const other = lines(stderr).filter((line) => !LOG_LINE.test(line));
-  assert.equal(
-    other.length,
-    1,
-    `expected one message on stderr, got:\n${stderr}`,
-  );
-  assert.match(other[0]!, /^ftv: /);
-  return other[0]!;
 }
 
 /** A usage message: one line, no stack trace. */
@@ -209,7 +194,7 @@ Deno.test("a server that keeps damaging chunks makes transfers fail cleanly", as
         ...port,
       ], { cwd: tmp.path });
       assert.equal(result.code, 1, result.stderr);
-      const message = assertFailureMessage(result.stderr);
+      const message = failureMessage(result.stderr);
       assert.match(message, /missing/);
       assert.match(message, /sequence numbers \[\d/);
       assert.match(message, /\d+ attempt/);
@@ -240,7 +225,7 @@ Deno.test("a server that keeps damaging chunks makes transfers fail cleanly", as
         ...port,
       ]);
       assert.equal(result.code, 1, result.stderr);
-      assert.match(assertFailureMessage(result.stderr), /missing/);
+      assert.match(failureMessage(result.stderr), /missing/);
       assert.equal(await Deno.readTextFile(out), precious);
     },
   );
@@ -259,7 +244,7 @@ Deno.test("a server that keeps damaging chunks makes transfers fail cleanly", as
         ...port,
       ]);
       assert.equal(result.code, 1, result.stderr);
-      assert.match(assertFailureMessage(result.stderr), /no-such-file\.bin/);
+      assert.match(failureMessage(result.stderr), /no-such-file\.bin/);
       assert.equal(await Deno.readTextFile(out), precious);
       assert.ok(
         !(await listDir(tmp.path)).some((n) => n.startsWith("kept2.bin.")),
@@ -287,7 +272,7 @@ Deno.test("client exits 1 with 'Cannot connect' when nobody listens", async () =
   // The client may retry with backoff, but must give up within seconds.
   assert.ok(result.ms < 10_000, `took ${Math.round(result.ms)} ms`);
   assert.match(
-    assertFailureMessage(result.stderr),
+    failureMessage(result.stderr),
     new RegExp(`Cannot connect to 127\\.0\\.0\\.1:${port}`),
   );
   assert.deepEqual(await listDir(tmp.path), ["f.bin"]);

@@ -6,6 +6,7 @@
  * @module
  */
 
+import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { Logger, type LogLevel } from "../base/log.ts";
 import {
@@ -178,6 +179,22 @@ export function runCli(
 /** Non-empty lines of `text`. */
 export function lines(text: string): string[] {
   return text.split("\n").filter((line) => line.trim() !== "");
+}
+
+/**
+ * The one `ftv: ` line a failed command printed on stderr, where every other
+ * line is a log line; throws when there is none, several, or a stack trace.
+ */
+export function failureMessage(stderr: string): string {
+  assert.ok(!stderr.includes(STACK_LINE), `stack trace on stderr:\n${stderr}`);
+  const other = lines(stderr).filter((line) => !LOG_LINE.test(line));
+  assert.equal(
+    other.length,
+    1,
+    `expected one message on stderr, got:\n${stderr}`,
+  );
+  assert.match(other[0]!, /^ftv: /);
+  return other[0]!;
 }
 
 /** A running `ftv server` child process; stopped with SIGTERM on dispose. */

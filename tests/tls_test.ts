@@ -14,6 +14,7 @@ import {
 } from "../security/tls.ts";
 import { connectTrusted, defaultKnownHostsPath } from "../security/trust.ts";
 import { ConnectionError, TrustError } from "../base/errors.ts";
+import { spawnServer, tempDir } from "./test_util.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -597,4 +598,106 @@ Deno.test("defaultKnownHostsPath() follows XDG_CONFIG_HOME, then HOME", () => {
       else Deno.env.set(name, value);
     }
   }
+});
+
+const HAS_OPENSSL = await hasOpenssl();
+if (!HAS_OPENSSL) {
+  console.warn("tls_test: openssl is not installed; its checks are skipped");
+}
+
+/** What `openssl s_client` printed for a handshake with 127.0.0.1:`port`. */
+async function sClient(port: number, args: string[]): Promise<string> {
+  const { stdout, stderr } = await new Deno.Command("openssl", {
+    args: ["s_client", "-connect", `127.0.0.1:${port}`, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return decoder.decode(stdout) + decoder.decode(stderr);
+}
+
+/**
+ * That the server, not the local openssl, ended the handshake: openssl sent
+ * its hello and read the server's alert back (a local refusal reads nothing).
+ */
+function assertRefusedByServer(output: string, what: string): void {
+  assert.match(
+    output,
+    /handshake has read [1-9]\d* bytes and written [1-9]\d* bytes/,
+    `${what}: no exchange\n${output}`,
+  );
+  assert.match(output, /SSL alert number \d+/, `${what}: no alert\n${output}`);
+  assert.match(output, /Cipher is \(NONE\)/, `${what}: accepted\n${output}`);
+}
+
+Deno.test({
+  name:
+    "server --tls refuses TLS 1.0 and 1.1 with an alert of its own (openssl)",
+  ignore: !HAS_OPENSSL,
+  fn: async (t) => {
+    await using tmp = await tempDir();
+    await using server = await spawnServer(["--dir", tmp.join("srv"), "--tls"]);
+    // SECLEVEL=0: the local openssl's own policy must not refuse first.
+    const weak = ["-cipher", "DEFAULT:@SECLEVEL=0"];
+    for (const [flag, version] of [["-tls1", "1.0"], ["-tls1_1", "1.1"]]) {
+      await t.step(`TLS ${version}`, async () => {
+        assertRefusedByServer(
+          await sClient(server.port, [flag!, ...weak]),
+          `TLS ${version}`,
+        );
+      });
+    }
+    await t.step(
+      "TLS 1.2 from a client that insists is still served",
+      async () => {
+        const output = await sClient(server.port, ["-tls1_2", ...weak]);
+        assert.match(output, /New, TLSv1\.2, Cipher is ECDHE-/, output);
+      },
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "every TLS 1.2 suite server --tls accepts is ECDHE with an AEAD cipher (openssl)",
+  ignore: !HAS_OPENSSL,
+  fn: async () => {
+    const { stdout } = await new Deno.Command("openssl", {
+      args: ["ciphers", "-v", "ALL:COMPLEMENTOFALL:@SECLEVEL=0"],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    // `NAME VERSION Kx=.. Au=.. Enc=.. Mac=..`; all but TLS 1.3's can run over 1.2.
+    const suites = new Map(
+      decoder.decode(stdout).trim().split("\n").map((line) =>
+        line.trim().split(/\s+/)
+      )
+        .filter((fields) => fields[1] !== "TLSv1.3")
+        .map((fields) => [fields[0]!, fields.slice(2).join(" ")]),
+    );
+    assert.ok(suites.size > 30, `only ${suites.size} suites listed`);
+    await using tmp = await tempDir();
+    await using server = await spawnServer(["--dir", tmp.join("srv"), "--tls"]);
+    // Offer every suite not yet seen: the server picks one it accepts, until none is left.
+    const accepted: string[] = [];
+    const offered = new Set(suites.keys());
+    for (let round = 0; round <= suites.size; round++) {
+      const output = await sClient(server.port, [
+        "-tls1_2",
+        "-cipher",
+        `${[...offered].join(":")}:@SECLEVEL=0`,
+      ]);
+      const chosen = /New, TLSv1\.2, Cipher is (\S+)/.exec(output)?.[1];
+      if (chosen === undefined) {
+        assertRefusedByServer(output, `the ${offered.size} suites left`);
+        break;
+      }
+      assert.ok(offered.delete(chosen), `${chosen} was not offered`);
+      accepted.push(chosen);
+    }
+    assert.ok(accepted.length > 0, "no TLS 1.2 suite was accepted");
+    for (const suite of accepted) {
+      assert.match(suites.get(suite)!, /^Kx=ECDH .*Mac=AEAD$/, suite);
+    }
+  },
 });

@@ -23,11 +23,6 @@ export function umaskIn(folder: string): number {
   return known ?? FALLBACK_UMASK;
 }
 
-/** `mode` without the bits the umask withholds, for a file or folder written in `folder`. */
-export function withinUmask(mode: number, folder: string): number {
-  return mode & ~umaskIn(folder);
-}
-
 function fromProcess(): number | undefined {
   try {
     // Asking first avoids a permission prompt on a terminal.

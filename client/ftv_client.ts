@@ -9,8 +9,7 @@
 import { ERROR_CODE, ProtocolError, TransferError } from "../base/errors.ts";
 import { secondsSince } from "../base/clock.ts";
 import { COMPONENT, Logger } from "../base/log.ts";
-import { basename, folderOf } from "../base/paths.ts";
-import { withinUmask } from "../base/umask.ts";
+import { basename } from "../base/paths.ts";
 import { chunkCount } from "../engine/chunks.ts";
 import { chunkSizeOf } from "../engine/chunk_reader.ts";
 import { ChunkStore } from "../engine/chunk_store.ts";
@@ -254,9 +253,6 @@ export class FtvClient implements Disposable {
     checkChunkSize(offer.chunkSize, offer.size);
     await this.#refuseUnexpected(name, offer.sha256, options.expectSha256);
     const path = options.out ?? basename(name);
-    const mode = offer.mode === undefined
-      ? undefined
-      : withinUmask(offer.mode & MODE_MASK, folderOf(path));
     const claimed = await ChunkStore.claim(path, {
       name: offer.name,
       size: offer.size,
@@ -265,7 +261,7 @@ export class FtvClient implements Disposable {
       sha256: offer.sha256,
     }, {
       fsync: options.fsync ?? true,
-      attributes: { mode, mtimeMs: offer.mtimeMs },
+      attributes: { mode: offer.mode, mtimeMs: offer.mtimeMs },
     });
     if (!claimed.ok) {
       throw new TransferError(
@@ -305,7 +301,11 @@ export class FtvClient implements Disposable {
     if (expected === undefined || offered === expected.toLowerCase()) return;
     const reason =
       `the server's copy has SHA-256 ${offered}, not the expected ${expected.toLowerCase()}`;
-    await this.#fc.sendError(ERROR_CODE.digestMismatch, reason);
+    // Not digest_mismatch: nothing travelled, so the server has nothing to re-check.
+    await this.#fc.sendError(
+      ERROR_CODE.badRequest,
+      `Cannot take the file: ${reason}`,
+    );
     throw new TransferError(
       `Cannot get ${JSON.stringify(name)}: ${reason}`,
     );

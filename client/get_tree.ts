@@ -18,10 +18,9 @@ import {
   pathKind,
   withoutTrailingSlashes,
 } from "../base/paths.ts";
-import { withinUmask } from "../base/umask.ts";
+import { receivedMode } from "../engine/file_mode.ts";
 import { writeWhole } from "../engine/atomic_file.ts";
 import { hashFile } from "../engine/digest.ts";
-import { MODE_MASK } from "../protocol.ts";
 import { PART_SUFFIX, pathRefusal } from "../protocol/names.ts";
 import { DEFAULT_MAX_RETRIES, FtvClient } from "./ftv_client.ts";
 import type { EagerGetReply } from "./pipelined.ts";
@@ -193,7 +192,7 @@ class TreeDownload {
     const { offer, bytes } = reply;
     if (offer.size !== file.size || offer.sha256 !== file.sha256) return false;
     const written = writeWhole(file.path, bytes, {
-      mode: withinUmask((offer.mode ?? 0o644) & MODE_MASK, folderOf(file.path)),
+      mode: offer.mode ?? 0o644,
       mtimeMs: offer.mtimeMs,
       fsync: this.#options.fsync ?? true,
     });
@@ -247,7 +246,7 @@ class TreeDownload {
       depth(b.name) - depth(a.name)
     );
     for (const dir of dirs) {
-      await Deno.chmod(dir.path, withinUmask(dir.mode & MODE_MASK, dir.path));
+      await Deno.chmod(dir.path, receivedMode(dir.mode, dir.path));
       await Deno.utime(dir.path, new Date(), new Date(dir.mtimeMs));
     }
     const result: TreeResult = {

@@ -12,6 +12,8 @@ import {
   type Outcome,
   refusal,
 } from "../base/errors.ts";
+import { folderOf } from "../base/paths.ts";
+import { receivedMode } from "./file_mode.ts";
 import { createPartSync } from "./part_file.ts";
 import { PART_SUFFIX } from "../protocol/names.ts";
 
@@ -36,7 +38,8 @@ export async function syncFolder(path: string): Promise<void> {
 }
 
 /**
- * Writes a whole small file that is already verified: `<path>.ftv-part`
+ * Writes a whole small file that is already verified, with `mode` as a
+ * received file may have it (see `file_mode.ts`): `<path>.ftv-part`
  * (created exclusively and claimed, so never through a link nor while
  * another transfer holds it) with its mode and mtime, synced when asked,
  * then renamed into place under the claim, so the final name only ever
@@ -52,7 +55,10 @@ export function writeWhole(
   attributes: { mode: number; mtimeMs: number; fsync: boolean },
 ): Outcome<Deno.FileInfo> {
   const part = path + PART_SUFFIX;
-  const file = createPartSync(part, attributes.mode);
+  const file = createPartSync(
+    part,
+    receivedMode(attributes.mode, folderOf(path)),
+  );
   if (!file) {
     return {
       ok: false,
@@ -103,10 +109,4 @@ function syncFolderSync(path: string): void {
   } catch {
     // Some platforms cannot open or sync a folder; the rename still happened.
   }
-}
-
-/** The folder holding `path`. */
-export function folderOf(path: string): string {
-  const slash = path.lastIndexOf("/");
-  return slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
 }

@@ -13,7 +13,8 @@
 
 import { ERROR_CODE, type Outcome, refusal } from "../base/errors.ts";
 import { receivedMode } from "./file_mode.ts";
-import { folderOf, removeIfPresent, syncFolder } from "./atomic_file.ts";
+import { folderOf } from "../base/paths.ts";
+import { removeIfPresent, syncFolder } from "./atomic_file.ts";
 import { bytesHeld, chunkCount, chunkLength, isAllZero } from "./chunks.ts";
 import { claimPart } from "./part_file.ts";
 import {

@@ -278,6 +278,31 @@ export class FramedConnection {
     }
   }
 
+  /**
+   * Ends the connection politely after telling the peer why: stops writing
+   * (so the peer reads everything sent, an `error` frame included, then an
+   * end of stream) and discards what the peer still sends, up to
+   * `maxBytes` or until it is silent for the idle timeout, before closing.
+   * Closing at once with unread input would reset the connection, and a
+   * reset can destroy the peer's copy of that last frame.
+   */
+  async drainAndClose(maxBytes = 64 * 1024 * 1024): Promise<void> {
+    try {
+      await this.flush();
+      await (this.conn as Deno.TcpConn).closeWrite?.();
+      const sink = new Uint8Array(256 * 1024);
+      for (let drained = 0; drained < maxBytes;) {
+        const got = await this.withIdleTimeout(this.conn.read(sink));
+        if (got === null) break;
+        drained += got;
+      }
+    } catch {
+      // The peer left or went silent: closing is all that is left.
+    } finally {
+      this.close();
+    }
+  }
+
   /** Closes the socket once; later calls do nothing. */
   close(): void {
     if (this.#closed) return;

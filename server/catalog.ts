@@ -107,7 +107,7 @@ export class Catalog {
       : this.makeParents(name);
     if (refused) return refused;
     const written = writeWhole(this.pathOf(name), bytes, {
-      mode: receivedMode(attributes.mode ?? 0o644, this.dir),
+      mode: attributes.mode ?? 0o644,
       mtimeMs: attributes.mtimeMs,
       fsync: attributes.fsync,
     });

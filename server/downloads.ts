@@ -32,7 +32,7 @@ export async function sendDownload(
 ): Promise<void> {
   if (get.eager) return await sendEagerDownload(ctx, fc, get);
   const { catalog, log } = ctx;
-  const what = `send ${JSON.stringify(get.name)}`;
+  const what = `get ${JSON.stringify(get.name)}`;
   const refused = pathRefusal(get.name) ??
     await catalog.linkRefusal(get.name);
   if (refused) return refuse(ctx, fc, refused, what);
@@ -69,10 +69,12 @@ export async function sendDownload(
     );
   } catch (error) {
     if (!(error instanceof RemoteError)) throw error;
-    log.error(`Client gave up on ${entry.name}: ${error.message}`);
-    if (error.code === ERROR_CODE.digestMismatch) {
-      await recheckAfterMismatch(ctx, get.name);
+    if (error.code !== ERROR_CODE.digestMismatch) {
+      log.warn(`Client declined ${entry.name}: ${error.message}`);
+      return;
     }
+    log.error(`Client gave up on ${entry.name}: ${error.message}`);
+    await recheckAfterMismatch(ctx, get.name);
   }
 }
 
@@ -111,7 +113,7 @@ async function sendEagerDownload(
   get: Extract<GetMessage, { eager: true }>,
 ): Promise<void> {
   const { catalog, chunkSize, faults, log } = ctx;
-  const what = `send ${JSON.stringify(get.name)}`;
+  const what = `get ${JSON.stringify(get.name)}`;
   const syntax = pathRefusal(get.name);
   if (syntax) return refuse(ctx, fc, syntax, what);
   const read = await catalog.readSmall(get.name, chunkSize);

@@ -110,7 +110,9 @@ async function serveRequests(
     switch (request.type) {
       case "put":
         if (request.eager) await receiveEagerUpload(ctx, fc, request, tree);
-        else await receiveUpload(ctx, fc, request);
+        else if (await receiveUpload(ctx, fc, request) === "ended") {
+          return await fc.drainAndClose();
+        }
         break;
       case "mkdir":
         await makeFolder(ctx, fc, request, tree);

@@ -32,17 +32,22 @@ type OrdinaryPut = Extract<PutMessage, { eager?: false }>;
 /** An eager put: at most one chunk, sent without waiting for `ready`. */
 type EagerPut = Extract<PutMessage, { eager: true }>;
 
-/** Answers an ordinary `put`: admission, then the chunk exchange into a part file. */
+/**
+ * Answers an ordinary `put`: admission, then the chunk exchange into a part
+ * file. `"ended"` when the upload was refused midway (the disk filled up):
+ * its chunks are still coming, so the session can only end.
+ */
 export async function receiveUpload(
   ctx: ServerContext,
   fc: FramedConnection,
   put: OrdinaryPut,
-): Promise<void> {
+): Promise<"ended" | undefined> {
   const { catalog, log } = ctx;
   const refused = await uploadRefusal(ctx, put, { links: true }) ??
     catalog.makeParents(put.name);
   if (refused) {
-    return refuse(ctx, fc, refused, `store ${JSON.stringify(put.name)}`);
+    await refuse(ctx, fc, refused, `store ${JSON.stringify(put.name)}`);
+    return;
   }
   if (put.sha256 !== undefined && await holds(ctx, put, put.sha256)) {
     log.info(`${put.name} is already stored with that digest`);
@@ -61,12 +66,13 @@ export async function receiveUpload(
   } catch (error) {
     if (isNoSpace(error)) {
       log.error(`Cannot store ${put.name}: no space left on the disk`);
-      return refuse(
+      await refuse(
         ctx,
         fc,
         noSpace(put.name),
         `store ${JSON.stringify(put.name)}`,
       );
+      return "ended";
     }
     if (!(error instanceof TransferError)) throw error;
     log.error(error.message);

@@ -20,6 +20,7 @@ import { chunkSizeRefusal, DEFAULT_CHUNK_SIZE } from "../engine/chunks.ts";
 import { FramedConnection } from "../net/connection.ts";
 import {
   type ControlOf,
+  FEATURE,
   FRAME_PREFIX_BYTES,
   isTlsRecord,
   PROTOCOL_VERSION,
@@ -48,6 +49,8 @@ export interface Session {
   fc: FramedConnection;
   /** The chunk size the server announced. */
   chunkSize: number;
+  /** The optional abilities the server announced (see `FEATURE`). */
+  features: readonly string[];
   /** Stops listening to the abort signal. */
   forgetSignal: () => void;
 }
@@ -76,7 +79,12 @@ export async function openSession(target: SessionTarget): Promise<Session> {
   const forgetSignal = () => signal?.removeEventListener("abort", abort);
   try {
     signal?.throwIfAborted();
-    await fc.send({ type: "hello", version: PROTOCOL_VERSION, agent: AGENT });
+    await fc.send({
+      type: "hello",
+      version: PROTOCOL_VERSION,
+      agent: AGENT,
+      features: [FEATURE.zeroChunks],
+    });
     const hello = await expectHello(fc, `${host}:${port}`);
     const chunkSize = hello.chunkSize ?? DEFAULT_CHUNK_SIZE;
     checkChunkSize(chunkSize);
@@ -86,7 +94,7 @@ export async function openSession(target: SessionTarget): Promise<Session> {
     log.info(
       `Connected to server at ${host}:${port}${target.tls ? " (TLS)" : ""}`,
     );
-    return { fc, chunkSize, forgetSignal };
+    return { fc, chunkSize, features: hello.features ?? [], forgetSignal };
   } catch (error) {
     forgetSignal();
     fc.close();

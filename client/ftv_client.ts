@@ -26,6 +26,7 @@ import {
   type CompressionMode,
   DEFAULT_PORT,
   type DirEntry,
+  FEATURE,
   type FileEntry,
   MODE_MASK,
 } from "../protocol.ts";
@@ -149,10 +150,13 @@ export class FtvClient implements Disposable {
   #fc: FramedConnection;
   #forgetSignal: () => void;
   #nextId = 1;
+  /** The server takes chunks of zeros as frames with no payload. */
+  #zeroChunks: boolean;
 
   private constructor(session: Session, log: Logger) {
     this.#fc = session.fc;
     this.chunkSize = session.chunkSize;
+    this.#zeroChunks = session.features.includes(FEATURE.zeroChunks);
     this.log = log;
     this.#forgetSignal = session.forgetSignal;
   }
@@ -234,7 +238,8 @@ export class FtvClient implements Disposable {
         : {}),
       ...(options.simulator ? { simulator: options.simulator } : {}),
       ...(options.onDigest ? { onDigest: options.onDigest } : {}),
-      log: log,
+      zeroChunks: this.#zeroChunks,
+      log,
     });
     log.info(`Server verified ${name}: ${stats.sha256}`);
     return { ...stats, name, path, seconds: secondsSince(started) };

@@ -15,12 +15,21 @@ import {
   zstdCompressSync,
   zstdDecompressSync,
 } from "node:zlib";
-import { COMPRESSION_MODES, type CompressionMode } from "../protocol.ts";
+import { noteGarbage } from "../base/gc.ts";
+import {
+  CHUNK_FLAG,
+  COMPRESSION_MODES,
+  type CompressionMode,
+  MAX_CHUNK_BYTES,
+} from "../protocol.ts";
 
 export { COMPRESSION_MODES, type CompressionMode };
 
-/** Data frame flags saying how the payload is compressed. */
-export const COMPRESSION_FLAG = { zstd: 1, gzip: 2 } as const;
+/** Data frame flags saying how the payload is compressed (see `CHUNK_FLAG`). */
+export const COMPRESSION_FLAG = {
+  zstd: CHUNK_FLAG.zstd,
+  gzip: CHUNK_FLAG.gzip,
+} as const;
 
 const SAMPLE_BYTES = 64 * 1024;
 /**
@@ -118,9 +127,11 @@ export function chunkSizeFor(
 }
 
 function zstd(bytes: Uint8Array): Uint8Array {
-  return zstdCompressSync(bytes, {
+  const compressed = zstdCompressSync(bytes, {
     params: { [constants.ZSTD_c_compressionLevel]: 3 },
   });
+  noteGarbage(compressed.length);
+  return compressed;
 }
 
 function smaller(
@@ -145,8 +156,10 @@ export function decodeChunk(
 ): Uint8Array {
   let bytes: Uint8Array;
   try {
-    if (flags === 0) bytes = payload;
-    else if (flags === COMPRESSION_FLAG.zstd) {
+    if (flags === CHUNK_FLAG.raw) bytes = payload;
+    else if (flags === CHUNK_FLAG.zeros && payload.length === 0) {
+      return zeros(expectedLength);
+    } else if (flags === COMPRESSION_FLAG.zstd) {
       bytes = zstdDecompressSync(payload, { maxOutputLength: expectedLength });
     } else if (flags === COMPRESSION_FLAG.gzip) {
       bytes = gunzipSync(payload, { maxOutputLength: expectedLength });
@@ -164,5 +177,22 @@ export function decodeChunk(
       `Cannot decode chunk: ${bytes.length} bytes, expected ${expectedLength}`,
     );
   }
+  if (bytes !== payload) noteGarbage(bytes.length);
   return bytes;
+}
+
+let zeroBuffer: Uint8Array | undefined;
+
+/**
+ * `length` zero bytes, as a view of one buffer shared by every zero chunk
+ * (never written to), so a sparse file costs no memory per chunk.
+ */
+export function zeros(length: number): Uint8Array {
+  if (length > MAX_CHUNK_BYTES) {
+    throw new RangeError(
+      `Cannot make ${length} zero bytes: over ${MAX_CHUNK_BYTES}`,
+    );
+  }
+  zeroBuffer ??= new Uint8Array(MAX_CHUNK_BYTES);
+  return zeroBuffer.subarray(0, length);
 }

@@ -13,6 +13,7 @@ import { ChunkCompressor, type CompressionMode } from "./compression.ts";
 import type { FramedConnection } from "../net/connection.ts";
 import type { Logger } from "../base/log.ts";
 import {
+  CHUNK_FLAG,
   type ControlMessage,
   DATA_FRAME_OVERHEAD,
   encodeData,
@@ -28,7 +29,10 @@ import {
   type TransferStats,
 } from "./transfer.ts";
 import { ProtocolError, RemoteError, TransferError } from "../base/errors.ts";
-import { bytesHeld, chunkCount } from "./chunks.ts";
+import { bytesHeld, chunkCount, isAllZero } from "./chunks.ts";
+
+/** The payload of a zero-chunk frame. */
+const NO_BYTES = new Uint8Array(0);
 
 /** Options for {@linkcode sendChunks}. */
 export interface SendChunksOptions {
@@ -52,6 +56,8 @@ export interface SendChunksOptions {
   onDigest?: (sha256: string) => void;
   /** How chunks are compressed on the wire. @default "none" */
   compression?: CompressionMode;
+  /** The receiver understands zero-chunk frames: chunks of zeros travel as no payload. @default false */
+  zeroChunks?: boolean;
   /** Told how many chunks the receiver already holds, once it says so. */
   onReady?: (heldChunks: number) => void;
   /** Told the bytes delivered so far (first sends) and the chunks sent again. */
@@ -289,6 +295,7 @@ class ChunkSender {
   #simulator: ChunkFaults | undefined;
   #limiter: RateLimiter | undefined;
   #compressor: ChunkCompressor | undefined;
+  #zeroChunks: boolean;
   #onProgress: SendChunksOptions["onProgress"];
   #delivered = 0;
 
@@ -309,6 +316,7 @@ class ChunkSender {
       ? new ChunkCompressor(options.compression)
       : undefined;
     this.#onProgress = options.onProgress;
+    this.#zeroChunks = options.zeroChunks ?? false;
   }
 
   /** Counts bytes as delivered (first sends, or chunks the receiver held). */
@@ -415,7 +423,11 @@ class ChunkSender {
 
   /** Seals a frame read from the file, compressing its payload when that pays. */
   #seal(frame: Uint8Array, seq: number): Uint8Array {
-    const wire = this.#compressor?.encode(frame.subarray(DATA_FRAME_OVERHEAD));
+    const payload = frame.subarray(DATA_FRAME_OVERHEAD);
+    if (this.#zeroChunks && payload.length > 0 && isAllZero(payload)) {
+      return encodeData(this.#transferId, seq, NO_BYTES, CHUNK_FLAG.zeros);
+    }
+    const wire = this.#compressor?.encode(payload);
     if (!wire || wire.flags === 0) {
       return sealDataFrame(frame, this.#transferId, seq);
     }

@@ -19,6 +19,19 @@ export const PROTOCOL_VERSION = 1;
 /** The TCP port an ftv server listens on unless told otherwise. */
 export const DEFAULT_PORT = 9999;
 
+/**
+ * How a data frame's payload encodes its chunk (the frame's `flags`): as
+ * is, compressed, or, with no payload at all, a chunk of zeros (sent only
+ * to a peer whose hello listed {@linkcode FEATURE.zeroChunks}).
+ */
+export const CHUNK_FLAG = { raw: 0, zstd: 1, gzip: 2, zeros: 3 } as const;
+
+/** Optional abilities a peer lists in its hello's `features`. */
+export const FEATURE = {
+  /** Understands {@linkcode CHUNK_FLAG.zeros}. */
+  zeroChunks: "zero-chunks",
+} as const;
+
 /** Frame kinds on the wire. */
 export const FRAME_KIND = { control: 1, data: 2 } as const;
 

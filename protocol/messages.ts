@@ -125,6 +125,8 @@ export type ControlMessage =
     chunkSize?: number;
     /** Server only: answer with `auth` before any request. */
     challenge?: string;
+    /** Optional abilities this side understands (see `FEATURE`); unknown ones are ignored. */
+    features?: string[];
   }
   | { type: "auth"; proof: string }
   | { type: "authorized" }
@@ -245,7 +247,7 @@ const CONTROL_FIELDS: { [T in ControlType]: Record<string, FieldKind> } = {
 
 /** Optional fields: checked only when present. */
 const OPTIONAL_FIELDS: { [T in ControlType]?: Record<string, FieldKind> } = {
-  hello: { chunkSize: "number", challenge: "string" },
+  hello: { chunkSize: "number", challenge: "string", features: "object" },
   get: { maxRetries: "number", compress: "string", eager: "boolean" },
   put: {
     sha256: "string",
@@ -326,6 +328,9 @@ export function parseControl(json: Uint8Array): ControlMessage {
     throw new ProtocolError(`Cannot parse "${type}" message: ${problem}`);
   }
   if (type === "nack") checkSeqList(value.seqs);
+  if (type === "hello" && value.features !== undefined) {
+    checkFeatures(value.features);
+  }
   if (type === "put" && value.eager === true) checkEagerPut(value);
   if (type === "get" && value.compress !== undefined) {
     checkCompression(value.compress);
@@ -405,6 +410,18 @@ function checkCompression(mode: unknown): void {
       `Cannot parse "get" message: unknown compression ${
         JSON.stringify(mode)
       } (use ${COMPRESSION_MODES.join(", ")})`,
+    );
+  }
+}
+
+/** A hello's `features`: a short list of short strings. */
+function checkFeatures(features: unknown): void {
+  if (
+    !Array.isArray(features) || features.length > 64 ||
+    !features.every((f) => typeof f === "string" && f.length <= 64)
+  ) {
+    throw new ProtocolError(
+      'Cannot parse "hello" message: "features" must be a list of names',
     );
   }
 }

@@ -38,6 +38,8 @@ export interface ServerContext {
   readonly busyNames: Set<string>;
   /** A fresh transfer id. */
   nextTransferId(): number;
+  /** This session's peer takes chunks of zeros as frames with no payload. */
+  readonly zeroChunks?: boolean;
 }
 
 /** What one session stored through eager puts and `mkdir`, for its summary line. */

@@ -61,6 +61,7 @@ export async function sendDownload(
       sha256: entry.sha256,
       compression,
       simulator: ctx.faults,
+      zeroChunks: ctx.zeroChunks === true,
       maxRounds: MAX_SERVER_ROUNDS,
       log,
     });

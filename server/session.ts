@@ -16,7 +16,7 @@ import {
 import { delay } from "../base/clock.ts";
 import { AGENT } from "../base/version.ts";
 import type { FramedConnection } from "../net/connection.ts";
-import { PROTOCOL_VERSION } from "../protocol.ts";
+import { FEATURE, PROTOCOL_VERSION } from "../protocol.ts";
 import {
   type AuthThrottle,
   newChallenge,
@@ -59,13 +59,18 @@ export async function runSession(
   log.info(`Connection established with ${peer}`);
   const tree: TreeTally = { files: 0, bytes: 0, dirs: 0 };
   try {
-    if (!(await handshake(fc, ctx.chunkSize, settings))) {
+    const features = await handshake(fc, ctx.chunkSize, settings);
+    if (features === undefined) {
       log.debug(`Connection with ${peer} closed before hello`);
       return;
     }
     settings.established?.();
     fc.idleTimeoutMs = settings.idleTimeoutMs;
-    await serveRequests(ctx, fc, tree);
+    await serveRequests(
+      { ...ctx, zeroChunks: features.includes(FEATURE.zeroChunks) },
+      fc,
+      tree,
+    );
     log.info(`Connection with ${peer} closed`);
   } catch (error) {
     if (!settings.closing()) {
@@ -131,17 +136,20 @@ async function serveRequests(
   }
 }
 
-/** Hello, then the token challenge when one is set; false when the peer left first. */
+/**
+ * Hello, then the token challenge when one is set: the peer's features, or
+ * `undefined` when it left first.
+ */
 async function handshake(
   fc: FramedConnection,
   chunkSize: number,
   settings: SessionSettings,
-): Promise<boolean> {
+): Promise<readonly string[] | undefined> {
   const address = (fc.conn.remoteAddr as Deno.NetAddr).hostname;
   const pause = settings.throttle.delayFor(address);
   if (pause > 0) await delay(pause, settings.stopping);
   const first = await fc.next();
-  if (first === null) return false;
+  if (first === null) return undefined;
   if (first.kind !== "control" || first.message.type !== "hello") {
     throw new ProtocolError('Cannot start a session: expected "hello"');
   }
@@ -161,9 +169,11 @@ async function handshake(
     version: PROTOCOL_VERSION,
     agent: AGENT,
     chunkSize,
+    features: [FEATURE.zeroChunks],
     ...(challenge ? { challenge } : {}),
   });
-  if (!token || !challenge) return true;
+  const features = hello.features ?? [];
+  if (!token || !challenge) return features;
   const auth = await fc.expect("auth");
   if (!proofMatches(token, challenge, auth.proof)) {
     settings.throttle.fail(address);
@@ -174,5 +184,5 @@ async function handshake(
   }
   settings.throttle.succeed(address);
   await fc.send({ type: "authorized" });
-  return true;
+  return features;
 }

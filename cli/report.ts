@@ -132,7 +132,11 @@ export function reportListing(
   const lines = [
     ...files.map((file) => ({
       name: file.name,
-      line: `${file.sha256}  ${String(file.size).padStart(12)}  ${file.name}`,
+      line: `${file.sha256}  ${String(file.size).padStart(12)}  ${file.name}${
+        file.damaged
+          ? "  (DAMAGED: its bytes no longer match; send it again)"
+          : ""
+      }`,
     })),
     ...dirs.map((dir) => ({
       name: dir.name,

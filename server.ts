@@ -21,6 +21,9 @@ import type { ServerContext } from "./server/context.ts";
 import { runSession, type SessionSettings } from "./server/session.ts";
 import { ConnectionTable, type Held } from "./server/connections.ts";
 import { type Housekeeping, startHousekeeping } from "./server/housekeeping.ts";
+import { type HttpFront, startHttp } from "./server/http/router.ts";
+import { OpenUploads } from "./server/http/open_uploads.ts";
+import { UploadRecords } from "./server/http/upload_records.ts";
 
 /** Options for {@linkcode serve}. */
 export interface ServeOptions {
@@ -71,6 +74,13 @@ export interface ServeOptions {
    * under `<dir>/.ftv/tls`; `{ certFile, keyFile }` uses your own.
    */
   tls?: boolean | { certFile: string; keyFile: string };
+  /**
+   * Also serve HTTP (HTTPS with `tls`) on this port, over the same store,
+   * names, limits and token: downloads, `PUT`, tus and IETF-draft
+   * resumable uploads. `host` defaults to the server's; `cors` is the one
+   * origin browsers may call it from. @default off
+   */
+  http?: { port: number; host?: string; cors?: string };
   /** Aborting stops the server, as {@linkcode FtvServer.close} does. */
   signal?: AbortSignal;
   /** Logger; its level decides what is printed. */
@@ -91,6 +101,8 @@ export interface FtvServer extends AsyncDisposable {
   readonly addr: Deno.NetAddr;
   /** With generated TLS certificates: the CA's fingerprint clients may pin. */
   readonly caFingerprint: string | undefined;
+  /** The HTTP front door's bound address, when `http` was given. */
+  readonly httpAddr: Deno.NetAddr | undefined;
   /** Stops accepting, closes every connection, waits for sessions to end. */
   close(): Promise<void>;
   /** Resolves when the server has stopped. */
@@ -117,15 +129,17 @@ export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
   const token = typeof options.auth === "object"
     ? options.auth.token
     : undefined;
-  if (!isLoopback(host) && options.auth === undefined) {
-    throw new RangeError(
-      `Cannot serve on ${host} without a token: give auth: { token } or, to serve anyone who connects, auth: "anyone"`,
-    );
+  for (const bound of [host, options.http?.host ?? host]) {
+    if (!isLoopback(bound) && options.auth === undefined) {
+      throw new RangeError(
+        `Cannot serve on ${bound} without a token: give auth: { token } or, to serve anyone who connects, auth: "anyone"`,
+      );
+    }
   }
   const dir = options.dir ?? "./ftv-data";
   await Deno.mkdir(dir, { recursive: true });
   const log = options.log ?? new Logger(COMPONENT.server);
-  const { listener, caFingerprint } = await listen(
+  const { listener, caFingerprint, certificate } = await listen(
     host,
     options.port ?? DEFAULT_PORT,
     dir,
@@ -154,12 +168,27 @@ export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
     },
     fsync: options.fsync ?? true,
     log,
+    http: options.http
+      ? {
+        port: options.http.port,
+        host: options.http.host ?? host,
+        cors: options.http.cors,
+        certificate,
+      }
+      : undefined,
   }, caFingerprint);
   if (options.signal) {
     const stop = () => server.close();
     options.signal.addEventListener("abort", stop, { once: true });
     server.finished.finally(() =>
       options.signal?.removeEventListener("abort", stop)
+    );
+  }
+  if (server.httpAddr) {
+    log.info(
+      `Serving HTTP${
+        options.tls ? "S" : ""
+      } on ${server.httpAddr.hostname}:${server.httpAddr.port}`,
     );
   }
   log.info(`Server started on ${host}:${server.addr.port}`);
@@ -173,7 +202,13 @@ async function listen(
   port: number,
   dir: string,
   tls: ServeOptions["tls"],
-): Promise<{ listener: Deno.Listener; caFingerprint: string | undefined }> {
+): Promise<
+  {
+    listener: Deno.Listener;
+    caFingerprint: string | undefined;
+    certificate?: { cert: string; key: string };
+  }
+> {
   if (!tls) {
     return {
       listener: Deno.listen({ hostname, port }),
@@ -192,6 +227,7 @@ async function listen(
         key: certificates.keyPem,
       }),
       caFingerprint: certificates.caFingerprint,
+      certificate: { cert: certificates.certPem, key: certificates.keyPem },
     };
   }
   const { loadCertificates } = await import("./security/tls.ts");
@@ -199,6 +235,7 @@ async function listen(
   return {
     listener: Deno.listenTls({ hostname, port, cert: certPem, key: keyPem }),
     caFingerprint: undefined,
+    certificate: { cert: certPem, key: keyPem },
   };
 }
 
@@ -233,14 +270,24 @@ interface ServerSettings {
   limits: ServerContext["limits"];
   fsync: boolean;
   log: Logger;
+  http:
+    | {
+      port: number;
+      host: string;
+      cors: string | undefined;
+      certificate: { cert: string; key: string } | undefined;
+    }
+    | undefined;
 }
 
 /** The accept loop, the open connections, and what their sessions share. */
 class Server implements FtvServer {
   readonly addr: Deno.NetAddr;
   readonly caFingerprint: string | undefined;
+  readonly httpAddr: Deno.NetAddr | undefined;
   readonly finished: Promise<void>;
   #listener: Deno.Listener;
+  #http: HttpFront | undefined;
   #settings: ServerSettings;
   #context: ServerContext;
   #session: SessionSettings;
@@ -268,10 +315,11 @@ class Server implements FtvServer {
       busyNames: new Set(),
       nextTransferId: () => transferId++,
     };
+    const throttle = new AuthThrottle();
     this.#session = {
       idleTimeoutMs: settings.idleTimeoutMs,
       token: settings.token,
-      throttle: new AuthThrottle(),
+      throttle,
       stopping: this.#stopping.signal,
       closing: () => this.#closing,
     };
@@ -286,6 +334,21 @@ class Server implements FtvServer {
     });
     this.caFingerprint = caFingerprint;
     this.addr = listener.addr as Deno.NetAddr;
+    this.#http = settings.http && startHttp(this.#context, {
+      token: settings.token,
+      throttle,
+      cors: settings.http.cors,
+      idleTimeoutMs: settings.idleTimeoutMs,
+      partTtlMs: settings.partTtlMs,
+      stopping: this.#stopping.signal,
+      uploads: new OpenUploads(this.#context, settings.idleTimeoutMs),
+      records: new UploadRecords(settings.catalog.dir),
+    }, {
+      host: settings.http.host,
+      port: settings.http.port,
+      ...(settings.http.certificate ? { tls: settings.http.certificate } : {}),
+    });
+    this.httpAddr = this.#http?.addr;
     this.finished = this.#acceptLoop();
   }
 
@@ -313,7 +376,7 @@ class Server implements FtvServer {
       for (const held of this.#connections.connections()) held.close();
     }
     await this.finished;
-    await Promise.all([...this.#sessions]);
+    await Promise.all([...this.#sessions, this.#http?.close()]);
     await this.#housekeeping.stop();
   }
 

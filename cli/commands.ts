@@ -29,10 +29,12 @@ export async function runServer(
 ): Promise<number> {
   noPositionals(positionals);
   const auth = serverAuth(values);
-  if (!isLoopback(values.host) && auth === undefined) {
-    throw new UsageError(
-      `Cannot serve on ${values.host} without a token: set --token or FTV_TOKEN, or pass --no-auth to serve anyone who connects`,
-    );
+  for (const host of [values.host, values["http-host"] ?? values.host]) {
+    if (!isLoopback(host) && auth === undefined) {
+      throw new UsageError(
+        `Cannot serve on ${host} without a token: set --token or FTV_TOKEN, or pass --no-auth to serve anyone who connects`,
+      );
+    }
   }
   await serveUntilSignal({
     host: values.host,
@@ -51,6 +53,7 @@ export async function runServer(
     ...optional("maxTotalBytes", values["max-total"]),
     handshakeTimeoutMs: values["handshake-timeout"] * 1000,
     idleTimeoutMs: values["idle-timeout"] * 1000,
+    ...optional("http", serverHttp(values)),
     log: new Logger(COMPONENT.server, { level: logLevel(values) }),
   });
   return EXIT.ok;
@@ -61,6 +64,23 @@ function serverAuth(values: CommandValues<"server">): ServeOptions["auth"] {
   const token = tokenOf(values);
   if (token !== undefined) return { token };
   return values["no-auth"] ? "anyone" : undefined;
+}
+
+/** `--http PORT` with `--http-host` and `--http-cors`, or nothing. */
+function serverHttp(values: CommandValues<"server">): ServeOptions["http"] {
+  if (values.http === undefined) {
+    if (
+      values["http-host"] !== undefined || values["http-cors"] !== undefined
+    ) {
+      throw new UsageError("--http-host and --http-cors need --http PORT");
+    }
+    return undefined;
+  }
+  return {
+    port: values.http,
+    ...optional("host", values["http-host"]),
+    ...optional("cors", values["http-cors"]),
+  };
 }
 
 function serverTls(values: CommandValues<"server">): ServeOptions["tls"] {

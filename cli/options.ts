@@ -226,6 +226,24 @@ const SERVER = {
     help: "drop a connection silent this long",
     default: 60,
   }),
+  http: integer({
+    arg: "PORT",
+    help:
+      "also serve HTTP (HTTPS with --tls) on this port, 0 for any free port: downloads, PUT, tus and IETF resumable uploads",
+    min: 0,
+    max: MAX_PORT,
+    shown: "off",
+  }),
+  "http-host": string({
+    arg: "HOST",
+    help: "address the HTTP port binds",
+    shown: "--host",
+  }),
+  "http-cors": string({
+    arg: "ORIGIN",
+    help: "let browser pages from ORIGIN (or *) call the HTTP port",
+    shown: "off",
+  }),
   quiet,
 } as const;
 

@@ -65,6 +65,13 @@ export class ChunkBitmap {
     this.#count++;
   }
 
+  /** Clears chunk `seq` (undoing an {@linkcode add} that must not count). */
+  remove(seq: number): void {
+    if (!this.has(seq)) return;
+    this.#bits[seq >> 3]! &= ~(1 << (seq & 7));
+    this.#count--;
+  }
+
   /** The sequence numbers not set, in order. */
   missing(): number[] {
     const out: number[] = [];

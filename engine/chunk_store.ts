@@ -19,13 +19,16 @@ import { bytesHeld, chunkCount, chunkLength, isAllZero } from "./chunks.ts";
 import { claimPart } from "./part_file.ts";
 import {
   consistentBitmap,
+  consistentTail,
+  firstMissing,
   type Manifest,
   readState,
   sameManifest,
+  type StoreSnapshot,
   writeState,
 } from "./resume_state.ts";
 
-export type { Manifest };
+export type { Manifest, StoreSnapshot };
 import { createHash, type Hash } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { ChunkBitmap } from "./bitmap.ts";
@@ -101,6 +104,10 @@ export class ChunkStore {
   #background: Promise<void> | undefined;
   #closed = false;
   #finished: Deno.FileInfo | undefined;
+  /** Bytes of chunk `#tailSeq` held from its start (see {@linkcode writeTail}). */
+  #tail = 0;
+  #tailSeq = -1;
+  #snapshots = 0;
 
   private constructor(
     path: string,
@@ -166,6 +173,9 @@ export class ChunkStore {
       const keepPart = have !== undefined || needsVerification;
       if (!keepPart && partSize > 0) await file.truncate(0);
       const count = chunkCount(manifest.size, manifest.chunkSize);
+      const tail = have && saved.status === "ok"
+        ? consistentTail(saved.state.tail, have, manifest, partSize)
+        : 0;
       const store = new ChunkStore(
         path,
         manifest,
@@ -175,6 +185,7 @@ export class ChunkStore {
         needsVerification,
         options,
       );
+      if (tail > 0) [store.#tail, store.#tailSeq] = [tail, firstMissing(have!)];
       return { ok: true, value: store };
     } catch (error) {
       file.close();
@@ -268,14 +279,17 @@ export class ChunkStore {
       }
       const offset = seq * this.manifest.chunkSize;
       try {
-        // A chunk of zeros is not written: it stays a hole, read back as zeros.
-        if (isAllZero(payload)) await this.#extendTo(offset + payload.length);
-        else await this.#writeAt(offset, payload);
+        // A chunk of zeros past the part file's end stays a hole; within it,
+        // the bytes there may be stale (a chunk written but never marked).
+        if (offset >= this.#partSize && isAllZero(payload)) {
+          await this.#extendTo(offset + payload.length);
+        } else await this.#writeAt(offset, payload);
       } catch (error) {
         release?.(payload);
         throw error;
       }
       this.have.add(seq);
+      if (seq === this.#tailSeq) this.#tail = 0;
       if (seq === this.#nextToHash) {
         this.#hash.update(payload);
         this.#nextToHash++;
@@ -316,7 +330,7 @@ export class ChunkStore {
    * before it began.
    */
   #checkpointInBackgroundWhenDue(): void {
-    if (this.#background !== undefined) return;
+    if (this.#background !== undefined || this.#snapshots > 0) return;
     if (performance.now() - this.#lastCheckpoint < this.#checkpointMs) return;
     this.#background = this.#checkpoint()
       .catch((error) => {
@@ -330,6 +344,83 @@ export class ChunkStore {
   /** Waits for every queued write. */
   flush(): Promise<void> {
     return this.#enqueue(() => Promise.resolve());
+  }
+
+  /** Bytes held from the start of the file without a gap, the tail included. */
+  get heldBytes(): number {
+    const seq = firstMissing(this.have);
+    if (seq >= this.count) return this.manifest.size;
+    return seq * this.manifest.chunkSize +
+      (seq === this.#tailSeq ? this.#tail : 0);
+  }
+
+  /** Writes `bytes` as the start of the first chunk not held (a stream cut mid-chunk); counted in {@linkcode heldBytes}, marked only once accepted whole. */
+  writeTail(bytes: Uint8Array): Promise<void> {
+    return this.#enqueue(async () => {
+      const seq = firstMissing(this.have);
+      if (seq >= this.count || bytes.length >= this.#length(seq)) {
+        throw new RangeError(
+          `Cannot keep ${bytes.length} bytes of chunk ${seq} as its tail`,
+        );
+      }
+      [this.#tail, this.#tailSeq] = [0, seq];
+      await this.#writeAt(seq * this.manifest.chunkSize, bytes);
+      this.#tail = bytes.length;
+    });
+  }
+
+  /** Reads the tail (see {@linkcode writeTail}) into the start of `into`; its length. */
+  readTail(into: Uint8Array): Promise<number> {
+    return this.#enqueue(async () => {
+      const seq = firstMissing(this.have);
+      if (seq !== this.#tailSeq || this.#tail === 0) return 0;
+      await this.#readAt(
+        seq * this.manifest.chunkSize,
+        into.subarray(0, this.#tail),
+      );
+      return this.#tail;
+    });
+  }
+
+  /** Flushes, syncs (unless told not to) and saves the state now. */
+  async checkpoint(): Promise<void> {
+    await this.flush();
+    await this.#background;
+    await this.#checkpoint();
+  }
+
+  /** What is held and hashed now, for {@linkcode rollback}; until released, no checkpoint runs in the background. */
+  snapshot(): Promise<StoreSnapshot> {
+    return this.#enqueue(() => {
+      this.#snapshots++;
+      return Promise.resolve({
+        hash: this.#hash.copy(),
+        nextToHash: this.#nextToHash,
+        have: ChunkBitmap.fromBase64(this.have.toBase64(), this.count),
+        tail: this.#tail,
+        tailSeq: this.#tailSeq,
+      });
+    });
+  }
+
+  /** Forgets every chunk and tail byte accepted since `snapshot`, then releases it. */
+  rollback(snapshot: StoreSnapshot): Promise<void> {
+    return this.#enqueue(() => {
+      for (let seq = 0; seq < this.count; seq++) {
+        if (!snapshot.have.has(seq)) this.have.remove(seq);
+      }
+      this.#releaseAhead();
+      this.#hash = snapshot.hash;
+      this.#nextToHash = snapshot.nextToHash;
+      [this.#tail, this.#tailSeq] = [snapshot.tail, snapshot.tailSeq];
+      this.#snapshots--;
+      return Promise.resolve();
+    });
+  }
+
+  /** Keeps what was accepted since `snapshot`: background checkpoints resume. */
+  release(_snapshot: StoreSnapshot): void {
+    this.#snapshots--;
   }
 
   /** The SHA-256 (hex) of the whole file; every chunk must be held. */
@@ -442,12 +533,14 @@ export class ChunkStore {
   async #checkpoint(): Promise<void> {
     this.#lastCheckpoint = performance.now();
     const have = ChunkBitmap.fromBase64(this.have.toBase64(), this.count);
+    const tail = this.#tail;
     if (this.#fsync) await this.#file.syncData();
     await writeState(
       this.statePath,
       this.path + STATE_TEMP_SUFFIX,
       this.manifest,
       have,
+      tail,
     );
   }
 

@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { Hash } from "node:crypto";
 import { ChunkBitmap } from "./bitmap.ts";
 import { removeIfPresent } from "./atomic_file.ts";
 import { chunkCount, chunkLength } from "./chunks.ts";
@@ -22,26 +23,42 @@ export interface Manifest {
   sha256?: string;
 }
 
+/** What `ChunkStore.rollback` restores: the hash, bitmap and tail at `ChunkStore.snapshot`. */
+export interface StoreSnapshot {
+  readonly hash: Hash;
+  readonly nextToHash: number;
+  readonly have: ChunkBitmap;
+  readonly tail: number;
+  readonly tailSeq: number;
+}
+
 /** The state file's contents. */
 export interface SavedState {
   version: 1;
   manifest: Manifest;
   have: string;
+  /**
+   * Bytes of the first chunk not in `have` that the part file holds from
+   * that chunk's start (an HTTP upload cut mid-chunk); absent means none.
+   */
+  tail?: number;
 }
 
 const STATE_VERSION = 1;
 
-/** Saves `manifest` and `have` at `statePath`, through `temporaryPath`. */
+/** Saves `manifest`, `have` and a `tail` at `statePath`, through `temporaryPath`. */
 export async function writeState(
   statePath: string,
   temporaryPath: string,
   manifest: Manifest,
   have: ChunkBitmap,
+  tail = 0,
 ): Promise<void> {
   const state: SavedState = {
     version: STATE_VERSION,
     manifest,
     have: have.toBase64(),
+    ...(tail > 0 ? { tail } : {}),
   };
   try {
     await Deno.writeTextFile(temporaryPath, JSON.stringify(state));
@@ -110,4 +127,31 @@ export function sameManifest(a: Manifest | undefined, b: Manifest): boolean {
   return a !== undefined && a.name === b.name && a.size === b.size &&
     a.chunkSize === b.chunkSize && a.mtimeMs === b.mtimeMs &&
     (a.sha256 === undefined || b.sha256 === undefined || a.sha256 === b.sha256);
+}
+
+/**
+ * The saved tail, when it is a whole number of bytes shorter than the first
+ * chunk `have` lacks and lies within the part file; else 0.
+ */
+export function consistentTail(
+  tail: unknown,
+  have: ChunkBitmap,
+  manifest: Manifest,
+  partSize: number,
+): number {
+  if (typeof tail !== "number" || !Number.isSafeInteger(tail) || tail <= 0) {
+    return 0;
+  }
+  const seq = firstMissing(have);
+  if (seq >= have.size) return 0;
+  const start = seq * manifest.chunkSize;
+  const length = chunkLength(seq, manifest.size, manifest.chunkSize);
+  return tail < length && start + tail <= partSize ? tail : 0;
+}
+
+/** The first chunk `have` lacks (`have.size` when it lacks none). */
+export function firstMissing(have: ChunkBitmap): number {
+  let seq = 0;
+  while (seq < have.size && have.has(seq)) seq++;
+  return seq;
 }

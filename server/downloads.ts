@@ -85,7 +85,7 @@ export async function sendDownload(
  * (listed as damaged, refused until sent again); intact, the client's link
  * was to blame and the digest is confirmed.
  */
-async function recheckAfterMismatch(
+export async function recheckAfterMismatch(
   ctx: ServerContext,
   name: string,
 ): Promise<void> {

@@ -1,0 +1,136 @@
+/**
+ * A request body streamed into a {@linkcode ChunkStore}: bytes arrive at
+ * any offset and in any pieces; whole chunks are accepted (written, marked
+ * and hashed into the file's digest), and a last partial chunk is written
+ * to the part file as the store's tail, so the next request (or a
+ * restarted server) reads it back and completes that chunk. Two chunk
+ * buffers alternate: one fills from the socket while the other is written.
+ *
+ * @module
+ */
+
+import type { ChunkStore } from "../../engine/chunk_store.ts";
+import { chunkLength } from "../../engine/chunks.ts";
+
+/** How a body ended. */
+export type BodyEnd =
+  /** The stream ended; every byte was taken. */
+  | "complete"
+  /** The connection broke or the server stopped: what arrived was kept. */
+  | "cut"
+  /** It went silent for the idle timeout: what arrived was kept. */
+  | "idle"
+  /** It held more bytes than the upload has room for: the rest were refused. */
+  | "too_long";
+
+/** Options for {@linkcode writeBody}. */
+export interface WriteBodyOptions {
+  /** A body silent this long is given up. */
+  idleTimeoutMs: number;
+  /** Aborted when the server stops. */
+  signal: AbortSignal;
+  /** Told of every piece of the body as it arrives (a per-request checksum). */
+  onBytes?: (bytes: Uint8Array) => void;
+}
+
+/**
+ * Appends `body` to `store` from the bytes it holds (`heldBytes`), up to
+ * the file's end. Resolves with the bytes taken and how the body ended;
+ * a failure to write (a full disk) rejects.
+ */
+export async function writeBody(
+  store: ChunkStore,
+  body: ReadableStream<Uint8Array> | null,
+  options: WriteBodyOptions,
+): Promise<{ bytes: number; end: BodyEnd }> {
+  const { chunkSize, size } = store.manifest;
+  const start = store.heldBytes;
+  let seq = Math.floor(start / chunkSize);
+  const buffers = [0, 1].map(() =>
+    new Uint8Array(Math.min(chunkSize, Math.max(size, 1)))
+  );
+  const pending: (Promise<void> | undefined)[] = [undefined, undefined];
+  let current = 0;
+  let fill = start - seq * chunkSize;
+  if (fill > 0 && await store.readTail(buffers[0]!) !== fill) {
+    throw new Error(
+      `Cannot resume ${store.partPath}: its tail was not read back`,
+    );
+  }
+  let bytes = 0;
+  let end: BodyEnd = "complete";
+  const reader = body?.getReader({ mode: "byob" });
+  const watch = watchdog(reader, options);
+  try {
+    while (reader) {
+      const room = seq < store.count ? chunkLength(seq, size, chunkSize) : 0;
+      const view = room > 0
+        ? buffers[current]!.subarray(fill, room)
+        : new Uint8Array(1);
+      let read: ReadableStreamReadResult<Uint8Array>;
+      try {
+        read = await reader.read(view);
+      } catch {
+        end = "cut"; // The connection broke, or the watchdog cancelled it.
+        break;
+      }
+      const { value, done } = read;
+      watch.touch();
+      if (done || value === undefined) break;
+      if (room === 0) {
+        end = "too_long";
+        break;
+      }
+      buffers[current] = new Uint8Array(value.buffer as ArrayBuffer);
+      options.onBytes?.(value);
+      fill += value.length;
+      bytes += value.length;
+      if (fill < room) continue;
+      pending[current] = store.accept(
+        seq++,
+        buffers[current]!.subarray(0, room),
+      );
+      fill = 0;
+      current ^= 1;
+      await pending[current];
+    }
+  } finally {
+    watch.stop();
+    reader?.cancel().catch(() => undefined);
+    await Promise.allSettled(pending);
+  }
+  if (watch.idle) end = "idle";
+  else if (options.signal.aborted && end === "complete") end = "cut";
+  await Promise.all(pending);
+  if (fill > 0) await store.writeTail(buffers[current]!.subarray(0, fill));
+  return { bytes, end };
+}
+
+/**
+ * Cancels `reader` when it goes silent for the idle timeout or the server
+ * stops; `touch` on every read.
+ */
+function watchdog(
+  reader: ReadableStreamBYOBReader | undefined,
+  options: WriteBodyOptions,
+): { touch(): void; stop(): void; readonly idle: boolean } {
+  let last = performance.now();
+  let idle = false;
+  const cancel = () => reader?.cancel().catch(() => undefined);
+  const timer = setInterval(() => {
+    if (performance.now() - last < options.idleTimeoutMs) return;
+    idle = true;
+    cancel();
+  }, Math.max(50, Math.min(1000, options.idleTimeoutMs / 4)));
+  options.signal.addEventListener("abort", cancel);
+  return {
+    touch: () => last = performance.now(),
+    stop() {
+      clearInterval(timer);
+      options.signal.removeEventListener("abort", cancel);
+    },
+    get idle() {
+      return idle;
+    },
+  };
+}

@@ -1,0 +1,283 @@
+/**
+ * `GET` and `HEAD /files/<name>` (RFC 9110, RFC 9530): the stored file,
+ * streamed with bounded memory, with its validators (a strong `ETag` and
+ * `Repr-Digest` from its SHA-256, `Last-Modified`), one byte range, and
+ * the conditionals `If-None-Match`, `If-Modified-Since`, `If-Match` and
+ * `If-Range`. The server never serves bytes that no longer match the stored
+ * digest as if they were good: it hashes the whole file while streaming
+ * (for a range too: the bytes around it are read and hashed, not sent),
+ * holds back the last piece until the digest is known, and on a mismatch
+ * errors the response (no clean end: the client sees a failed transfer)
+ * and has the file re-hashed, which marks it damaged.
+ *
+ * @module
+ */
+
+import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
+import { ERROR_CODE, refusal } from "../../base/errors.ts";
+import type { FileEntry } from "../../protocol.ts";
+import { damagedRefusal } from "../catalog.ts";
+import { recheckAfterMismatch } from "../downloads.ts";
+import { type Exchange, refused } from "./exchange.ts";
+import { contentDisposition, contentType } from "./names.ts";
+import { HTTP_FAILURE, httpFailure } from "./status.ts";
+
+/** Bytes read (and sent) at a time. */
+const PIECE_BYTES = 1024 * 1024;
+
+/** A byte range to send: `start` inclusive, `end` exclusive. */
+interface Span {
+  start: number;
+  end: number;
+}
+
+/** The `Repr-Digest` field of a SHA-256 given in hex. */
+export function reprDigest(sha256: string): string {
+  return `sha-256=:${Buffer.from(sha256, "hex").toString("base64")}:`;
+}
+
+/** The strong entity tag of a file with this digest. */
+export function etagOf(sha256: string): string {
+  return `"${sha256}"`;
+}
+
+/** Answers `GET` or `HEAD` of the stored file `name` (already a legal name). */
+export async function serveDownload(
+  ex: Exchange,
+  name: string,
+): Promise<Response> {
+  const { catalog } = ex.ctx;
+  const what = `get ${JSON.stringify(name)}`;
+  const linked = await catalog.linkRefusal(name);
+  if (linked) return refused(ex, linked, what);
+  const opened = await catalog.open(name);
+  if (!opened) {
+    return refused(
+      ex,
+      refusal(ERROR_CODE.notFound, "no such file on the server"),
+      what,
+    );
+  }
+  const { file, entry } = opened;
+  let handedOver = false;
+  try {
+    if (entry.damaged) {
+      return refused(ex, damagedRefusal(entry.sha256), what);
+    }
+    const headers = validators(entry);
+    const early = conditionalAnswer(ex.request.headers, entry, headers);
+    if (early) return early;
+    const span = rangeOf(ex.request.headers, entry);
+    if (span === "unsatisfiable") {
+      return refused(
+        ex,
+        httpFailure(
+          HTTP_FAILURE.range,
+          `the range ${
+            JSON.stringify(ex.request.headers.get("range"))
+          } lies past the end of the ${entry.size}-byte file`,
+        ),
+        what,
+        { headers: { "Content-Range": `bytes */${entry.size}`, ...headers } },
+      );
+    }
+    headers["Content-Type"] = contentType(name);
+    headers["Content-Disposition"] = contentDisposition(name);
+    headers["Content-Length"] = String(
+      (span?.end ?? entry.size) - (span?.start ?? 0),
+    );
+    if (span) {
+      headers["Content-Range"] = `bytes ${span.start}-${
+        span.end - 1
+      }/${entry.size}`;
+    }
+    const status = span ? 206 : 200;
+    if (ex.request.method === "HEAD") {
+      return new Response(null, { status, headers });
+    }
+    handedOver = true;
+    const body = verifiedStream(
+      ex,
+      file,
+      entry,
+      span ?? { start: 0, end: entry.size },
+    );
+    return new Response(body, { status, headers });
+  } finally {
+    if (!handedOver) file.close();
+  }
+}
+
+/** The headers every answer about `entry` carries. */
+function validators(entry: FileEntry): Record<string, string> {
+  return {
+    "ETag": etagOf(entry.sha256),
+    "Last-Modified": new Date(entry.mtimeMs).toUTCString(),
+    "Repr-Digest": reprDigest(entry.sha256),
+    "Accept-Ranges": "bytes",
+    "X-Content-Type-Options": "nosniff",
+  };
+}
+
+/** A 304 or 412 when a conditional header says so, else `undefined`. */
+function conditionalAnswer(
+  request: Headers,
+  entry: FileEntry,
+  headers: Record<string, string>,
+): Response | undefined {
+  const etag = etagOf(entry.sha256);
+  const ifMatch = request.get("if-match");
+  if (ifMatch !== null && !matchesTag(ifMatch, etag, true)) {
+    return new Response(null, { status: 412, headers });
+  }
+  const ifNoneMatch = request.get("if-none-match");
+  if (ifNoneMatch !== null) {
+    return matchesTag(ifNoneMatch, etag, false)
+      ? new Response(null, { status: 304, headers })
+      : undefined;
+  }
+  const since = Date.parse(request.get("if-modified-since") ?? "");
+  if (Number.isFinite(since) && wholeSeconds(entry.mtimeMs) <= since) {
+    return new Response(null, { status: 304, headers });
+  }
+  return undefined;
+}
+
+/** Whether the list of entity tags `field` holds `etag` (or is `*`). */
+function matchesTag(field: string, etag: string, strong: boolean): boolean {
+  if (field.trim() === "*") return true;
+  return field.split(",").some((tag) => {
+    const trimmed = tag.trim();
+    if (trimmed.startsWith("W/")) return !strong && trimmed.slice(2) === etag;
+    return trimmed === etag;
+  });
+}
+
+function wholeSeconds(ms: number): number {
+  return Math.floor(ms / 1000) * 1000;
+}
+
+/**
+ * The one range `Range` asks for: `undefined` for the whole file (no
+ * `Range`, several ranges, a malformed one, or an `If-Range` that does not
+ * match), or `"unsatisfiable"`.
+ */
+function rangeOf(
+  request: Headers,
+  entry: FileEntry,
+): Span | "unsatisfiable" | undefined {
+  const field = request.get("range");
+  if (field === null) return undefined;
+  const ifRange = request.get("if-range");
+  if (ifRange !== null && !rangeStillValid(ifRange.trim(), entry)) {
+    return undefined;
+  }
+  const match = /^bytes=(\d*)-(\d*)$/.exec(field.trim());
+  if (!match || (match[1] === "" && match[2] === "")) return undefined;
+  const size = entry.size;
+  if (match[1] === "") {
+    const suffix = Number(match[2]);
+    if (suffix === 0) return "unsatisfiable";
+    return { start: Math.max(0, size - suffix), end: size };
+  }
+  const start = Number(match[1]);
+  const last = match[2] === "" ? size - 1 : Number(match[2]);
+  if (match[2] !== "" && last < start) return undefined;
+  if (start >= size) return "unsatisfiable";
+  return { start, end: Math.min(size, last + 1) };
+}
+
+/** Whether `If-Range` (an entity tag or a date) still names this file. */
+function rangeStillValid(ifRange: string, entry: FileEntry): boolean {
+  if (ifRange.startsWith('"') || ifRange.startsWith("W/")) {
+    return ifRange === etagOf(entry.sha256);
+  }
+  return Date.parse(ifRange) === wholeSeconds(entry.mtimeMs);
+}
+
+/**
+ * The bytes of `span`, read through `file` in pieces: every byte of the
+ * file is hashed, the last piece is held back until the digest is known,
+ * and a digest that differs from the stored one errors the stream.
+ */
+function verifiedStream(
+  ex: Exchange,
+  file: Deno.FsFile,
+  entry: FileEntry,
+  span: Span,
+): ReadableStream<Uint8Array> {
+  const hash = createHash("sha256");
+  let position = 0;
+  let closed = false;
+  const close = () => {
+    if (!closed) file.close();
+    closed = true;
+  };
+  const readInto = async (bytes: Uint8Array) => {
+    for (let filled = 0; filled < bytes.length;) {
+      const got = await file.read(bytes.subarray(filled));
+      if (got === null) {
+        throw new Error(
+          `Cannot send ${JSON.stringify(entry.name)}: it ends before byte ${
+            position + filled
+          }`,
+        );
+      }
+      filled += got;
+    }
+    hash.update(bytes);
+    position += bytes.length;
+  };
+  const hashUntil = async (end: number) => {
+    const scratch = new Uint8Array(PIECE_BYTES);
+    while (position < end) {
+      await readInto(
+        scratch.subarray(0, Math.min(PIECE_BYTES, end - position)),
+      );
+    }
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        await hashUntil(span.start);
+        const piece = new Uint8Array(
+          Math.min(PIECE_BYTES, span.end - position),
+        );
+        await readInto(piece);
+        if (position < span.end) return controller.enqueue(piece);
+        await hashUntil(entry.size);
+        if (await file.read(new Uint8Array(1)) !== null) {
+          throw new Error(
+            `Cannot send ${
+              JSON.stringify(entry.name)
+            }: it grew while being sent`,
+          );
+        }
+        const actual = hash.digest("hex");
+        close();
+        if (actual !== entry.sha256) {
+          controller.error(
+            new Error(`${entry.name} no longer has its SHA-256`),
+          );
+          ex.ctx.log.error(
+            `Stopped sending ${entry.name} to ${ex.peer}: its bytes have SHA-256 ${actual}, not ${entry.sha256} as stored`,
+          );
+          await recheckAfterMismatch(ex.ctx, entry.name);
+          return;
+        }
+        if (piece.length > 0) controller.enqueue(piece);
+        controller.close();
+      } catch (error) {
+        close();
+        controller.error(error);
+        ex.ctx.log.warn(
+          `Stopped sending to ${ex.peer}: ${(error as Error).message}`,
+        );
+      }
+    },
+    cancel() {
+      close();
+    },
+  }, { highWaterMark: 0 });
+}

@@ -1,0 +1,130 @@
+/**
+ * The part files of resumable uploads this process holds open between
+ * requests: a `PATCH` that follows another on the same upload finds its
+ * store claimed, its digest state warm (no re-hash of what is held), and
+ * the name kept busy. A store idle for the idle timeout is checkpointed and
+ * let go, so another process on the store (or this one after a restart)
+ * can claim it; a request finding it held elsewhere is told `busy`.
+ *
+ * @module
+ */
+
+import { ERROR_CODE, type Outcome, refusal } from "../../base/errors.ts";
+import { ChunkStore } from "../../engine/chunk_store.ts";
+import type { ServerContext } from "../context.ts";
+import { manifestOf, type UploadRecord } from "./upload_records.ts";
+
+interface Held {
+  store: ChunkStore;
+  name: string;
+  busy: boolean;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+const BUSY = refusal(
+  ERROR_CODE.busy,
+  "another request is writing this upload; try again shortly",
+);
+
+/** Claimed stores of uploads, by upload id. */
+export class OpenUploads {
+  #ctx: ServerContext;
+  #idleMs: number;
+  #held = new Map<string, Held>();
+  #claiming = new Set<string>();
+
+  /** Stores of `ctx`'s uploads, let go after `idleMs` unused. */
+  constructor(ctx: ServerContext, idleMs: number) {
+    this.#ctx = ctx;
+    this.#idleMs = idleMs;
+  }
+
+  /**
+   * The store of `record` for one request, claimed now or kept from the
+   * last one; `busy` when a request here or another process holds it. A
+   * part file whose state is missing or unreadable cannot be checked (HTTP
+   * clients send no chunk checksums) and starts afresh. Give it back with
+   * {@linkcode release} or {@linkcode forget}.
+   */
+  async acquire(record: UploadRecord): Promise<Outcome<ChunkStore>> {
+    const held = this.#held.get(record.id);
+    if (held) {
+      if (held.busy) return { ok: false, refusal: BUSY };
+      clearTimeout(held.timer);
+      held.busy = true;
+      return { ok: true, value: held.store };
+    }
+    if (this.#claiming.has(record.id)) return { ok: false, refusal: BUSY };
+    this.#claiming.add(record.id);
+    try {
+      const claimed = await this.#claim(record);
+      if (!claimed.ok) return claimed;
+      this.#held.set(record.id, {
+        store: claimed.value,
+        name: record.name,
+        busy: true,
+        timer: undefined,
+      });
+      this.#ctx.busyNames.add(record.name);
+      return claimed;
+    } finally {
+      this.#claiming.delete(record.id);
+    }
+  }
+
+  async #claim(record: UploadRecord): Promise<Outcome<ChunkStore>> {
+    const { catalog, fsync } = this.#ctx;
+    const claim = () =>
+      ChunkStore.claim(catalog.pathOf(record.name), manifestOf(record), {
+        fsync,
+        attributes: {
+          ...(record.mode === undefined ? {} : { mode: record.mode }),
+          ...(record.mtimeMs === undefined ? {} : { mtimeMs: record.mtimeMs }),
+        },
+      });
+    const refused = catalog.makeParents(record.name);
+    if (refused) return { ok: false, refusal: refused };
+    const claimed = await claim();
+    if (!claimed.ok || !claimed.value.needsVerification) {
+      return claimed.ok ? claimed : { ok: false, refusal: BUSY };
+    }
+    await claimed.value.discard();
+    return await claim();
+  }
+
+  /** The request is done: the store stays claimed for the next one until idle. */
+  release(id: string): void {
+    const held = this.#held.get(id);
+    if (!held) return;
+    held.busy = false;
+    held.timer = setTimeout(() => {
+      this.close(id).catch((error) =>
+        this.#ctx.log.warn(
+          `Cannot save the resume state of ${held.name}: ${error.message}`,
+        )
+      );
+    }, this.#idleMs);
+  }
+
+  /** Forgets the store of `id`, already finalised or discarded. */
+  forget(id: string): void {
+    const held = this.#held.get(id);
+    if (!held) return;
+    clearTimeout(held.timer);
+    this.#held.delete(id);
+    this.#ctx.busyNames.delete(held.name);
+  }
+
+  /** Checkpoints the store of `id` and lets it go, keeping the part file. */
+  async close(id: string): Promise<void> {
+    const held = this.#held.get(id);
+    if (!held) return;
+    this.forget(id);
+    await held.store.suspend();
+  }
+
+  /** Lets every store go (the server is stopping). */
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.#held.keys()].map((id) => this.close(id)));
+  }
+}

@@ -1,0 +1,382 @@
+/**
+ * Resumable uploads whatever the protocol (tus 1.0 or the IETF draft):
+ * creating one (the one admission check, then its record), its offset,
+ * appending a request body at an offset (with an optional per-request
+ * checksum whose bytes count only when they match), finishing it (the
+ * whole-file digest, then the final name) and cancelling it. The protocol
+ * files only translate header fields to these calls and back.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import {
+  ERROR_CODE,
+  isNoSpace,
+  type Outcome,
+  refusal,
+} from "../../base/errors.ts";
+import type { ChunkStore } from "../../engine/chunk_store.ts";
+import { PART_SUFFIX, pathRefusal } from "../../protocol/names.ts";
+import { uploadRefusal } from "../admission.ts";
+import { writeBody } from "./body_sink.ts";
+import type { Exchange } from "./exchange.ts";
+import {
+  dispositionName,
+  type UploadChecksum,
+  uploadMetadata,
+} from "./fields.ts";
+import { type Failure, HTTP_FAILURE, httpFailure } from "./status.ts";
+import {
+  type UploadProtocol,
+  type UploadRecord,
+  UploadRecords,
+} from "./upload_records.ts";
+
+/** What a new upload announces. */
+export interface UploadSpec {
+  name: string;
+  length: number;
+  protocol: UploadProtocol;
+  sha256?: string;
+  metadata?: string;
+  mtimeMs?: number;
+}
+
+/** Where an upload stands. */
+export interface UploadState {
+  /** Bytes held, written and synced. */
+  offset: number;
+  /** When it expires unless written to. */
+  expiresMs: number;
+}
+
+/** A failure with the fields its problem body adds. */
+export interface AppendFailure {
+  failure: Failure;
+  extra?: Record<string, unknown>;
+}
+
+/** What an append did: the new offset, and the digest once the file took its name. */
+export type Appended =
+  | { ok: true; offset: number; sha256?: string }
+  | ({ ok: false } & AppendFailure);
+
+/** Creates an upload of `spec` after the one admission check; its record. */
+export async function createUpload(
+  ex: Exchange,
+  spec: UploadSpec,
+): Promise<Outcome<UploadRecord>> {
+  const { ctx } = ex;
+  const refused = await uploadRefusal(ctx, {
+    name: spec.name,
+    size: spec.length,
+    chunkSize: ctx.chunkSize,
+  }, { links: true }) ?? ctx.catalog.makeParents(spec.name) ??
+    await pendingRefusal(ex, spec.name);
+  if (refused) return { ok: false, refusal: refused };
+  const record: UploadRecord = {
+    id: UploadRecords.newId(),
+    name: spec.name,
+    length: spec.length,
+    chunkSize: ctx.chunkSize,
+    createdMs: Date.now(),
+    protocol: spec.protocol,
+    ...(spec.sha256 === undefined ? {} : { sha256: spec.sha256 }),
+    ...(spec.metadata === undefined ? {} : { metadata: spec.metadata }),
+    ...(spec.mtimeMs === undefined ? {} : { mtimeMs: spec.mtimeMs }),
+  };
+  await ex.http.records.save(record);
+  ctx.log.info(
+    `Upload ${record.id} of ${record.name} (${record.length} bytes) created for ${ex.peer}`,
+  );
+  return { ok: true, value: record };
+}
+
+/** `busy` when another upload that has not expired will take `name`. */
+async function pendingRefusal(ex: Exchange, name: string) {
+  for (const { record } of await ex.http.records.all()) {
+    if (record.name === name && Date.now() < await expiresAt(ex, record)) {
+      return refusal(
+        ERROR_CODE.busy,
+        `upload ${record.id} of ${JSON.stringify(name)} is in progress`,
+      );
+    }
+  }
+  return undefined;
+}
+
+/** When `record` expires: its part time to live after it was last written. */
+async function expiresAt(ex: Exchange, record: UploadRecord): Promise<number> {
+  let written = record.createdMs;
+  try {
+    const info = await Deno.stat(
+      ex.ctx.catalog.pathOf(record.name) + PART_SUFFIX,
+    );
+    written = Math.max(written, info.mtime?.getTime() ?? 0);
+  } catch {
+    // No part file yet: the record's age counts.
+  }
+  return written + ex.http.partTtlMs;
+}
+
+/** The record of upload `id`, unless it is unknown or expired. */
+export async function findUpload(
+  ex: Exchange,
+  id: string,
+): Promise<Outcome<UploadRecord>> {
+  const record = await ex.http.records.read(id);
+  if (!record || Date.now() >= await expiresAt(ex, record)) {
+    return {
+      ok: false,
+      refusal: refusal(
+        ERROR_CODE.notFound,
+        record ? "the upload expired" : "no such upload",
+      ),
+    };
+  }
+  return { ok: true, value: record };
+}
+
+/** The offset of `record`, from its claimed store. */
+export async function uploadState(
+  ex: Exchange,
+  record: UploadRecord,
+): Promise<Outcome<UploadState>> {
+  const lease = await ex.http.uploads.acquire(record);
+  if (!lease.ok) return lease;
+  const offset = lease.value.heldBytes;
+  ex.http.uploads.release(record.id);
+  return {
+    ok: true,
+    value: { offset, expiresMs: await expiresAt(ex, record) },
+  };
+}
+
+/** Expiry of `record` now that it was written to. */
+export function expiresFromNow(ex: Exchange): number {
+  return Date.now() + ex.http.partTtlMs;
+}
+
+/** Removes an upload: its part file, state and record. */
+export async function cancelUpload(
+  ex: Exchange,
+  record: UploadRecord,
+): Promise<Outcome<void>> {
+  const lease = await ex.http.uploads.acquire(record);
+  if (!lease.ok) return lease;
+  ex.http.uploads.forget(record.id);
+  await lease.value.discard();
+  await ex.http.records.remove(record.id);
+  ex.ctx.log.info(
+    `Upload ${record.id} of ${record.name} cancelled by ${ex.peer}`,
+  );
+  return { ok: true, value: undefined };
+}
+
+/** What an append request brings besides its body. */
+export interface AppendRequest {
+  /** Where the client says its bytes start. */
+  offset: number;
+  /** A checksum the body's bytes must match to count. */
+  checksum?: UploadChecksum;
+  /** The client says this request completes the upload. */
+  complete?: boolean;
+}
+
+/**
+ * Appends the request body to `record` at `request.offset`: the offset
+ * must be the one held; with a checksum the bytes count only when they
+ * match (else they are undone and refused); then a checkpoint (synced)
+ * before the new offset is told; once every byte is held the file is
+ * checked against the digest the client gave and takes its name.
+ */
+export async function appendTo(
+  ex: Exchange,
+  record: UploadRecord,
+  request: AppendRequest,
+): Promise<Appended> {
+  const lease = await ex.http.uploads.acquire(record);
+  if (!lease.ok) return { ok: false, failure: lease.refusal };
+  const store = lease.value;
+  let done = false;
+  try {
+    const refused = appendRefusal(ex, store, request);
+    if (refused) return { ok: false, ...refused };
+    const appended = await appendBody(ex, store, request);
+    if (!appended.ok || appended.offset < record.length) return appended;
+    done = true;
+    return await finish(ex, record, store);
+  } catch (error) {
+    if (!isNoSpace(error)) throw error;
+    ex.ctx.log.error(`Cannot store ${record.name}: no space left on the disk`);
+    return {
+      ok: false,
+      failure: refusal(
+        ERROR_CODE.noSpace,
+        `the server has no space left for ${JSON.stringify(record.name)}`,
+      ),
+    };
+  } finally {
+    if (!done) ex.http.uploads.release(record.id);
+  }
+}
+
+/** Why the body may not be appended (before a byte of it is read). */
+function appendRefusal(
+  ex: Exchange,
+  store: ChunkStore,
+  request: AppendRequest,
+): AppendFailure | undefined {
+  const held = store.heldBytes;
+  if (request.offset !== held) {
+    return {
+      failure: httpFailure(
+        HTTP_FAILURE.offsetMismatch,
+        `the upload holds ${held} bytes, not ${request.offset}`,
+      ),
+      extra: { "expected-offset": held, "provided-offset": request.offset },
+    };
+  }
+  const length = Number(ex.request.headers.get("content-length") ?? NaN);
+  const size = store.manifest.size;
+  if (Number.isSafeInteger(length) && held + length > size) {
+    return {
+      failure: refusal(
+        ERROR_CODE.tooLarge,
+        `${length} bytes at offset ${held} run past the upload's ${size} bytes`,
+      ),
+    };
+  }
+  if (
+    request.complete && Number.isSafeInteger(length) && held + length !== size
+  ) {
+    return {
+      failure: refusal(
+        ERROR_CODE.badRequest,
+        `${length} bytes at offset ${held} do not complete the upload's ${size} bytes`,
+      ),
+    };
+  }
+  return undefined;
+}
+
+/** Streams the body in; with a checksum, undoes it unless it matches. */
+async function appendBody(
+  ex: Exchange,
+  store: ChunkStore,
+  request: AppendRequest,
+): Promise<Appended> {
+  const { checksum } = request;
+  const snapshot = checksum ? await store.snapshot() : undefined;
+  const hash = checksum ? createHash(checksum.algorithm) : undefined;
+  const written = await writeBody(store, ex.request.body, {
+    idleTimeoutMs: ex.http.idleTimeoutMs,
+    signal: ex.http.stopping,
+    ...(hash ? { onBytes: (bytes) => hash.update(bytes) } : {}),
+  });
+  if (snapshot && hash && checksum) {
+    const matches = written.end === "complete" &&
+      hash.digest().equals(checksum.digest);
+    if (!matches) {
+      await store.rollback(snapshot);
+      await store.checkpoint();
+      return {
+        ok: false,
+        failure: httpFailure(
+          HTTP_FAILURE.checksumMismatch,
+          written.end === "complete"
+            ? `the ${written.bytes} bytes sent do not have the ${checksum.algorithm} checksum given; they were discarded`
+            : "the request ended before its checksum could be checked; its bytes were discarded",
+        ),
+      };
+    }
+    store.release(snapshot);
+  }
+  await store.checkpoint();
+  return endOf(written.end, store.heldBytes, store.manifest.size);
+}
+
+/** The outcome of a body that ended as `end`, the store holding `offset`. */
+function endOf(end: string, offset: number, size: number): Appended {
+  if (end === "too_long") {
+    return {
+      ok: false,
+      failure: refusal(
+        ERROR_CODE.tooLarge,
+        `the body runs past the upload's ${size} bytes`,
+      ),
+    };
+  }
+  if (end === "idle") {
+    return {
+      ok: false,
+      failure: httpFailure(
+        HTTP_FAILURE.timeout,
+        `the body went silent at byte ${offset}`,
+      ),
+    };
+  }
+  return { ok: true, offset };
+}
+
+/**
+ * Every byte is held: checks the whole-file digest against the one the
+ * client gave, then the file takes its name and the record goes. A
+ * mismatch discards the upload.
+ */
+async function finish(
+  ex: Exchange,
+  record: UploadRecord,
+  store: ChunkStore,
+): Promise<Appended> {
+  const { catalog, log } = ex.ctx;
+  ex.http.uploads.forget(record.id);
+  const sha256 = await store.digest();
+  if (record.sha256 !== undefined && record.sha256 !== sha256) {
+    await store.discard();
+    await ex.http.records.remove(record.id);
+    return {
+      ok: false,
+      failure: refusal(
+        ERROR_CODE.digestMismatch,
+        `the bytes received have SHA-256 ${sha256}, not ${record.sha256} as announced; nothing was stored`,
+      ),
+      extra: { expected: record.sha256, actual: sha256 },
+    };
+  }
+  await store.finalize();
+  await catalog.record(record.name, sha256, store.finished!);
+  await ex.http.records.remove(record.id);
+  await catalog.flush();
+  log.info(`File received over HTTP and saved as ${record.name}`);
+  log.info(`Calculated checksum: ${sha256}`);
+  return { ok: true, offset: record.length, sha256 };
+}
+
+/**
+ * The name a new upload announces, and its tus `Upload-Metadata` as sent:
+ * the metadata's `filename` (or `name`), else the `filename` of a
+ * `Content-Disposition`; it faces the ftv/1 name rules.
+ */
+export function announcedName(
+  headers: Headers,
+): Outcome<{ name: string; metadata: string | undefined }> {
+  const raw = headers.get("upload-metadata");
+  const metadata = uploadMetadata(raw);
+  if (!metadata.ok) return metadata;
+  const name = metadata.value.get("filename") ?? metadata.value.get("name") ??
+    dispositionName(headers.get("content-disposition"));
+  if (name === undefined) {
+    return {
+      ok: false,
+      refusal: refusal(
+        ERROR_CODE.badName,
+        "a new upload needs a name: Upload-Metadata filename, or Content-Disposition with a filename",
+      ),
+    };
+  }
+  const refused = pathRefusal(name);
+  if (refused) return { ok: false, refusal: refused };
+  return { ok: true, value: { name, metadata: raw ?? undefined } };
+}

@@ -17,6 +17,7 @@ import {
   STATE_TEMP_SUFFIX,
 } from "../protocol/names.ts";
 import type { Catalog } from "./catalog.ts";
+import { UploadRecords } from "./http/upload_records.ts";
 
 /** What one sweep removed. */
 export interface SweepReport {
@@ -61,7 +62,32 @@ export async function sweepParts(
       report.bytes += info.size;
     }
   }
+  await sweepUploadRecords(catalog, cutoff, report);
   return report;
+}
+
+/**
+ * Removes the records of resumable HTTP uploads that expired: created
+ * before the cutoff, with no part file written since (the loop above
+ * removed old part files nobody holds).
+ */
+async function sweepUploadRecords(
+  catalog: Catalog,
+  cutoff: number,
+  report: SweepReport,
+): Promise<void> {
+  const records = new UploadRecords(catalog.dir);
+  for (const { record, info } of await records.all()) {
+    if (record.createdMs > cutoff) continue;
+    const part = catalog.pathOf(record.name) + PART_SUFFIX;
+    if (await exists(part)) {
+      const written = (await Deno.lstat(part)).mtime?.getTime() ?? 0;
+      if (written > cutoff || !(await removeUnclaimedPart(part))) continue;
+    }
+    await records.remove(record.id);
+    report.files++;
+    report.bytes += info.size;
+  }
 }
 
 /** Claims the part file at `path` and removes it with its state; false when a transfer holds it. */

@@ -4,7 +4,9 @@
  * and hashed into the file's digest), and a last partial chunk is written
  * to the part file as the store's tail, so the next request (or a
  * restarted server) reads it back and completes that chunk. Two chunk
- * buffers alternate: one fills from the socket while the other is written.
+ * buffers alternate: one fills from the socket while the other is written
+ * (pieces are copied in: a BYOB read would lose its bytes when the
+ * connection breaks).
  *
  * @module
  */
@@ -59,40 +61,41 @@ export async function writeBody(
   }
   let bytes = 0;
   let end: BodyEnd = "complete";
-  const reader = body?.getReader({ mode: "byob" });
+  const reader = body?.getReader();
   const watch = watchdog(reader, options);
   try {
-    while (reader) {
-      const room = seq < store.count ? chunkLength(seq, size, chunkSize) : 0;
-      const view = room > 0
-        ? buffers[current]!.subarray(fill, room)
-        : new Uint8Array(1);
+    reading: while (reader) {
       let read: ReadableStreamReadResult<Uint8Array>;
       try {
-        read = await reader.read(view);
+        read = await reader.read();
       } catch {
         end = "cut"; // The connection broke, or the watchdog cancelled it.
         break;
       }
-      const { value, done } = read;
       watch.touch();
-      if (done || value === undefined) break;
-      if (room === 0) {
-        end = "too_long";
-        break;
+      if (read.done) break;
+      const piece = read.value;
+      options.onBytes?.(piece);
+      for (let at = 0; at < piece.length;) {
+        const room = seq < store.count ? chunkLength(seq, size, chunkSize) : 0;
+        if (room === 0) {
+          end = "too_long";
+          break reading;
+        }
+        const taken = Math.min(room - fill, piece.length - at);
+        buffers[current]!.set(piece.subarray(at, at + taken), fill);
+        at += taken;
+        fill += taken;
+        bytes += taken;
+        if (fill < room) continue;
+        pending[current] = store.accept(
+          seq++,
+          buffers[current]!.subarray(0, room),
+        );
+        fill = 0;
+        current ^= 1;
+        await pending[current];
       }
-      buffers[current] = new Uint8Array(value.buffer as ArrayBuffer);
-      options.onBytes?.(value);
-      fill += value.length;
-      bytes += value.length;
-      if (fill < room) continue;
-      pending[current] = store.accept(
-        seq++,
-        buffers[current]!.subarray(0, room),
-      );
-      fill = 0;
-      current ^= 1;
-      await pending[current];
     }
   } finally {
     watch.stop();
@@ -111,7 +114,7 @@ export async function writeBody(
  * stops; `touch` on every read.
  */
 function watchdog(
-  reader: ReadableStreamBYOBReader | undefined,
+  reader: ReadableStreamDefaultReader<Uint8Array> | undefined,
   options: WriteBodyOptions,
 ): { touch(): void; stop(): void; readonly idle: boolean } {
   let last = performance.now();

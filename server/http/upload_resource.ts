@@ -68,12 +68,12 @@ export async function createUpload(
   spec: UploadSpec,
 ): Promise<Outcome<UploadRecord>> {
   const { ctx } = ex;
-  const refused = await uploadRefusal(ctx, {
-    name: spec.name,
-    size: spec.length,
-    chunkSize: ctx.chunkSize,
-  }, { links: true }) ?? ctx.catalog.makeParents(spec.name) ??
-    await pendingRefusal(ex, spec.name);
+  const refused = pathRefusal(spec.name) ?? await supersede(ex, spec.name) ??
+    await uploadRefusal(ctx, {
+      name: spec.name,
+      size: spec.length,
+      chunkSize: ctx.chunkSize,
+    }, { links: true }) ?? ctx.catalog.makeParents(spec.name);
   if (refused) return { ok: false, refusal: refused };
   const record: UploadRecord = {
     id: UploadRecords.newId(),
@@ -93,15 +93,17 @@ export async function createUpload(
   return { ok: true, value: record };
 }
 
-/** `busy` when another upload that has not expired will take `name`. */
-async function pendingRefusal(ex: Exchange, name: string) {
+/**
+ * Cancels the unfinished uploads of `name` that no request is writing (a
+ * client whose creating request was cut never learnt their URL, and
+ * creates another): the new upload replaces them. `busy` when one is
+ * being written right now.
+ */
+async function supersede(ex: Exchange, name: string) {
   for (const { record } of await ex.http.records.all()) {
-    if (record.name === name && Date.now() < await expiresAt(ex, record)) {
-      return refusal(
-        ERROR_CODE.busy,
-        `upload ${record.id} of ${JSON.stringify(name)} is in progress`,
-      );
-    }
+    if (record.name !== name) continue;
+    const cancelled = await cancelUpload(ex, record);
+    if (!cancelled.ok) return cancelled.refusal;
   }
   return undefined;
 }

@@ -38,10 +38,15 @@ export interface TusUploadOptions {
   headers?: Record<string, string>;
   /** A CA certificate (PEM) to trust for https. */
   ca?: string;
-  /** Told of every accepted PATCH; may abort the upload. */
-  onChunk?: (accepted: number, upload: Upload) => void;
-  /** Told of each request before it goes out. */
-  onRequest?: (method: string, headers: Record<string, string>) => void;
+  /** Told of every accepted PATCH. */
+  onChunk?: (accepted: number) => void;
+  /** Stop (abort the upload, resolving) once the server holds this many bytes. */
+  stopAfter?: number;
+  /** Told of each request before it goes out, with a way to read its header fields. */
+  onRequest?: (
+    method: string,
+    header: (name: string) => string | undefined,
+  ) => void;
 }
 
 /** What a finished upload did. */
@@ -50,12 +55,14 @@ export interface TusResult {
   url: string;
   /** Bytes of the file. */
   bytes: number;
+  /** The bytes the server held when `stopAfter` stopped the upload. */
+  stoppedAt?: number;
 }
 
 /**
  * Uploads the file at `path` with tus-js-client; resolves once the server
- * has all of it, rejects on a failure tus-js-client gives up on, or with
- * `"aborted"` when `onChunk` aborted it.
+ * has all of it (or `stopAfter` bytes of it), and rejects on a failure
+ * tus-js-client gives up on.
  */
 export function tusUpload(
   path: string,
@@ -84,14 +91,18 @@ export function tusUpload(
       headers: options.headers ?? {},
       httpStack: new DefaultHttpStack({ agent }),
       storeFingerprintForResuming: false,
-      onBeforeRequest: (request) => {
-        const headers = (request.getUnderlyingObject() as {
-          getHeaders?: () => Record<string, string>;
-        })
-          ?.getHeaders?.() ?? {};
-        options.onRequest?.(request.getMethod(), headers);
+      onBeforeRequest: (request) =>
+        options.onRequest?.(
+          request.getMethod(),
+          (name) => request.getHeader(name) as string | undefined,
+        ),
+      onChunkComplete: (_size, accepted) => {
+        options.onChunk?.(accepted);
+        if (accepted >= (options.stopAfter ?? Infinity) && accepted < bytes) {
+          upload.abort();
+          resolve({ url: upload.url!, bytes, stoppedAt: accepted });
+        }
       },
-      onChunkComplete: (_size, accepted) => options.onChunk?.(accepted, upload),
       onSuccess: () => resolve({ url: upload.url!, bytes }),
       onError: (error) => reject(error),
     };

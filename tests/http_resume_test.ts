@@ -74,7 +74,7 @@ Deno.test("a tus upload goes on across a server killed with SIGKILL and restarte
   await first.server.exited;
   const url = stopped.url;
 
-  await using second = await httpServer(tmp.join("srv"), args);
+  await using _second = await httpServer(tmp.join("srv"), args);
   const head = await fetch(url, {
     method: "HEAD",
     headers: { "Tus-Resumable": "1.0.0" },

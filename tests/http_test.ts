@@ -9,6 +9,7 @@ import {
   curl,
   headerOf,
   httpServer,
+  putFile,
   reprDigestOf,
   run,
   statusOf,
@@ -135,20 +136,7 @@ Deno.test("ranges, conditionals and 416 answer as RFC 9110 says", async () => {
   const bytes = await Deno.readFile(source);
   const sha = await sha256File(source);
   await using srv = await httpServer(tmp.join("srv"));
-  assert.equal(
-    statusOf(
-      await curl(
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-T",
-        source,
-        `${srv.base}/files/r.bin`,
-      ),
-    ),
-    201,
-  );
+  assert.equal(await putFile(srv.base, "r.bin", source), 201);
   const url = `${srv.base}/files/r.bin`;
 
   const part = await fetch(url, { headers: { Range: "bytes=1000-1999" } });
@@ -207,20 +195,7 @@ Deno.test("curl -C - resumes a download the proxy cut, and wget -c finishes one"
   await writeRandomFile(source, 3 * MiB);
   const sha = await sha256File(source);
   await using srv = await httpServer(tmp.join("srv"));
-  assert.equal(
-    statusOf(
-      await curl(
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-T",
-        source,
-        `${srv.base}/files/big.bin`,
-      ),
-    ),
-    201,
-  );
+  assert.equal(await putFile(srv.base, "big.bin", source), 201);
   await using proxy = await spawnProxy(srv.port, ["--cut-after", "700000"]);
   const url = `http://127.0.0.1:${proxy.port}/files/big.bin`;
 
@@ -259,20 +234,7 @@ Deno.test("bit rot on disk makes the download fail, then the file is refused as 
   const source = tmp.join("rot.bin");
   await writeRandomFile(source, 2 * MiB + 5);
   await using srv = await httpServer(tmp.join("srv"));
-  assert.equal(
-    statusOf(
-      await curl(
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "-T",
-        source,
-        `${srv.base}/files/rot.bin`,
-      ),
-    ),
-    201,
-  );
+  assert.equal(await putFile(srv.base, "rot.bin", source), 201);
   const stored = tmp.join("srv", "rot.bin");
   const before = await Deno.stat(stored);
   {

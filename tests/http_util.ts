@@ -72,3 +72,21 @@ export function reprDigestOf(hex: string): string {
     btoa(String.fromCharCode(...hex.match(/../g)!.map((h) => parseInt(h, 16))))
   }:`;
 }
+
+/** `curl -T source BASE/files/NAME`: the HTTP status. */
+export async function putFile(
+  base: string,
+  name: string,
+  source: string,
+): Promise<number> {
+  const put = await curl(
+    "-o",
+    "/dev/null",
+    "-w",
+    "%{http_code}",
+    "-T",
+    source,
+    `${base}/files/${name}`,
+  );
+  return statusOf(put);
+}

@@ -151,3 +151,12 @@ export function integerField(
   }
   return { ok: true, value: number };
 }
+
+/** `Upload-Offset`, which a PATCH must carry. */
+export function requiredOffset(headers: Headers): Outcome<number> {
+  const offset = integerField(headers, "upload-offset");
+  if (!offset.ok || offset.value !== undefined) {
+    return offset as Outcome<number>;
+  }
+  return bad("a PATCH needs Upload-Offset");
+}

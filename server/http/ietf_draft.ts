@@ -16,13 +16,12 @@
 import { ERROR_CODE, refusal } from "../../base/errors.ts";
 import { reprDigest } from "./download.ts";
 import { type Exchange, refused } from "./exchange.ts";
-import { booleanField, clientSha256, integerField } from "./fields.ts";
+import { booleanField, integerField, requiredOffset } from "./fields.ts";
 import { type Failure, HTTP_FAILURE, httpFailure } from "./status.ts";
 import {
-  announcedName,
   appendTo,
-  cancelUpload,
-  createUpload,
+  cancelById,
+  createAnnounced,
   findUpload,
   uploadState,
 } from "./upload_resource.ts";
@@ -108,23 +107,8 @@ export async function draftCreate(ex: Exchange): Promise<Response> {
       what,
     );
   }
-  const named = announcedName(headers);
-  if (!named.ok) return fail(ex, named.refusal, what);
-  const sha256 = clientSha256(headers);
-  if (!sha256.ok) return fail(ex, sha256.refusal, what);
-  const created = await createUpload(ex, {
-    name: named.value.name,
-    length: size,
-    protocol: "ietf",
-    ...(sha256.value === undefined ? {} : { sha256: sha256.value }),
-  });
-  if (!created.ok) {
-    return fail(
-      ex,
-      created.refusal,
-      `store ${JSON.stringify(named.value.name)}`,
-    );
-  }
+  const created = await createAnnounced(ex, size, "ietf");
+  if (!created.ok) return fail(ex, created.refusal, what);
   const answer = await append(ex, created.value, 0, complete.value === true);
   if (answer.status >= 300) return answer;
   answer.headers.set("Location", `/uploads/${created.value.id}`);
@@ -162,17 +146,10 @@ export async function draftPatch(ex: Exchange, id: string): Promise<Response> {
       what,
     );
   }
-  const offset = integerField(headers, "upload-offset");
+  const offset = requiredOffset(headers);
   if (!offset.ok) return fail(ex, offset.refusal, what);
   const complete = booleanField(headers, "upload-complete");
   if (!complete.ok) return fail(ex, complete.refusal, what);
-  if (offset.value === undefined) {
-    return fail(
-      ex,
-      refusal(ERROR_CODE.badRequest, "a PATCH needs Upload-Offset"),
-      what,
-    );
-  }
   const found = await findUpload(ex, id);
   if (!found.ok) return fail(ex, found.refusal, what);
   return await append(ex, found.value, offset.value, complete.value === true);
@@ -181,9 +158,7 @@ export async function draftPatch(ex: Exchange, id: string): Promise<Response> {
 /** `DELETE /uploads/<id>`: cancels the upload. */
 export async function draftDelete(ex: Exchange, id: string): Promise<Response> {
   const what = `cancel upload ${id}`;
-  const found = await findUpload(ex, id);
-  if (!found.ok) return fail(ex, found.refusal, what);
-  const cancelled = await cancelUpload(ex, found.value);
+  const cancelled = await cancelById(ex, id);
   if (!cancelled.ok) return fail(ex, cancelled.refusal, what);
   return new Response(null, { status: 204, headers: common(ex) });
 }

@@ -13,17 +13,16 @@ import { reprDigest } from "./download.ts";
 import { type Exchange, refused } from "./exchange.ts";
 import {
   CHECKSUM_ALGORITHMS,
-  clientSha256,
   integerField,
+  requiredOffset,
   uploadChecksum,
 } from "./fields.ts";
 import { type Failure, HTTP_FAILURE, httpFailure } from "./status.ts";
 import {
-  announcedName,
   type Appended,
   appendTo,
-  cancelUpload,
-  createUpload,
+  cancelById,
+  createAnnounced,
   expiresFromNow,
   findUpload,
   uploadState,
@@ -105,26 +104,8 @@ export async function tusCreate(ex: Exchange): Promise<Response> {
       what,
     );
   }
-  const named = announcedName(headers);
-  if (!named.ok) return fail(ex, named.refusal, what);
-  const sha256 = clientSha256(headers);
-  if (!sha256.ok) return fail(ex, sha256.refusal, what);
-  const created = await createUpload(ex, {
-    name: named.value.name,
-    length: length.value,
-    protocol: "tus",
-    ...(named.value.metadata === undefined
-      ? {}
-      : { metadata: named.value.metadata }),
-    ...(sha256.value === undefined ? {} : { sha256: sha256.value }),
-  });
-  if (!created.ok) {
-    return fail(
-      ex,
-      created.refusal,
-      `store ${JSON.stringify(named.value.name)}`,
-    );
-  }
+  const created = await createAnnounced(ex, length.value, "tus");
+  if (!created.ok) return fail(ex, created.refusal, what);
   const record = created.value;
   const location = `/uploads/${record.id}`;
   const withData = headers.get("content-type") === OFFSET_STREAM;
@@ -173,15 +154,8 @@ export async function tusPatch(ex: Exchange, id: string): Promise<Response> {
       what,
     );
   }
-  const offset = integerField(ex.request.headers, "upload-offset");
+  const offset = requiredOffset(ex.request.headers);
   if (!offset.ok) return fail(ex, offset.refusal, what);
-  if (offset.value === undefined) {
-    return fail(
-      ex,
-      refusal(ERROR_CODE.badRequest, "a PATCH needs Upload-Offset"),
-      what,
-    );
-  }
   const found = await findUpload(ex, id);
   if (!found.ok) return fail(ex, found.refusal, what);
   const appended = await append(ex, found.value, offset.value);
@@ -192,9 +166,7 @@ export async function tusPatch(ex: Exchange, id: string): Promise<Response> {
 /** `DELETE /uploads/<id>`: termination. */
 export async function tusDelete(ex: Exchange, id: string): Promise<Response> {
   const what = `terminate upload ${id}`;
-  const found = await findUpload(ex, id);
-  if (!found.ok) return fail(ex, found.refusal, what);
-  const cancelled = await cancelUpload(ex, found.value);
+  const cancelled = await cancelById(ex, id);
   if (!cancelled.ok) return fail(ex, cancelled.refusal, what);
   return new Response(null, {
     status: 204,

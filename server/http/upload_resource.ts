@@ -22,6 +22,7 @@ import { uploadRefusal } from "../admission.ts";
 import { writeBody } from "./body_sink.ts";
 import type { Exchange } from "./exchange.ts";
 import {
+  clientSha256,
   dispositionName,
   type UploadChecksum,
   uploadMetadata,
@@ -91,6 +92,32 @@ export async function createUpload(
     `Upload ${record.id} of ${record.name} (${record.length} bytes) created for ${ex.peer}`,
   );
   return { ok: true, value: record };
+}
+
+/**
+ * Creates an upload of `length` bytes named by the request's header fields
+ * (see {@linkcode announcedName}), with the whole-file digest its
+ * `Repr-Digest` gives, if any.
+ */
+export async function createAnnounced(
+  ex: Exchange,
+  length: number,
+  protocol: UploadProtocol,
+): Promise<Outcome<UploadRecord>> {
+  const { headers } = ex.request;
+  const named = announcedName(headers);
+  if (!named.ok) return named;
+  const sha256 = clientSha256(headers);
+  if (!sha256.ok) return sha256;
+  return await createUpload(ex, {
+    name: named.value.name,
+    length,
+    protocol,
+    ...(named.value.metadata === undefined
+      ? {}
+      : { metadata: named.value.metadata }),
+    ...(sha256.value === undefined ? {} : { sha256: sha256.value }),
+  });
 }
 
 /**
@@ -174,6 +201,15 @@ export async function cancelUpload(
     `Upload ${record.id} of ${record.name} cancelled by ${ex.peer}`,
   );
   return { ok: true, value: undefined };
+}
+
+/** Finds upload `id` and removes it. */
+export async function cancelById(
+  ex: Exchange,
+  id: string,
+): Promise<Outcome<void>> {
+  const found = await findUpload(ex, id);
+  return found.ok ? await cancelUpload(ex, found.value) : found;
 }
 
 /** What an append request brings besides its body. */

@@ -70,6 +70,8 @@ async function readUsage(path: string): Promise<Usage> {
 /** An `ftv server` the bench started. */
 export interface FtvServerProcess {
   port: number;
+  /** The HTTP port, when started with `--http`. */
+  httpPort: number | undefined;
   /**
    * Reads the peak RSS from /proc, stops the server (SIGTERM) and resolves
    * to what it used.
@@ -111,8 +113,10 @@ export async function startFtvServer(
     );
   }
   const pid = await denoPid(server.pid);
+  const http = /Serving HTTPS? on \S+:(\d+)/.exec(server.log())?.[1];
   return {
     port: server.port,
+    httpPort: http === undefined ? undefined : Number(http),
     async stop() {
       const rss = await vmHwm(pid);
       // SIGTERM to deno alone, so /usr/bin/time outlives it and reports.
@@ -162,40 +166,51 @@ export async function runFtvClient(
   args: string[],
   timeoutMs: number,
 ): Promise<ClientRun> {
-  let rss: number | undefined;
-  let cpu: number | undefined;
-  let finished: Finished;
-  if (TIME) {
-    const timed = timePrefix();
-    const command = ftvCommand(args, { prefix: timed.prefix });
-    finished = await runCommand(command.program, command.args, timeoutMs);
-    ({ rss, cpu } = await readUsage(timed.file));
-  } else {
-    const peak = { kib: 0 };
-    const command = ftvCommand(args);
-    finished = await runCommand(
-      command.program,
-      command.args,
-      timeoutMs,
-      undefined,
-      pollPeak(peak),
-    );
-    rss = peak.kib || undefined;
-  }
-  if (finished.code !== 0) {
+  const command = ftvCommand(args);
+  const run = await runClient(command.program, command.args, timeoutMs);
+  if (run.finished.code !== 0) {
     throw new BenchError(
-      `ftv ${args[0]} failed (exit ${finished.code}): ${
-        lastLine(finished.stderr)
+      `ftv ${args[0]} failed (exit ${run.finished.code}): ${
+        lastLine(run.finished.stderr)
       }`,
     );
   }
   let result: ClientRun["result"] = {};
   try {
-    result = JSON.parse(lastLine(finished.stdout));
+    result = JSON.parse(lastLine(run.finished.stdout));
   } catch {
     // --json output missing: the timing still counts.
   }
-  return { ms: finished.ms, rss, cpu, result };
+  return { ms: run.finished.ms, rss: run.rss, cpu: run.cpu, result };
+}
+
+/**
+ * Runs any client program to completion, timed, with its peak RSS and CPU
+ * seconds (from /usr/bin/time, or its RSS by polling /proc).
+ */
+export async function runClient(
+  program: string,
+  args: string[],
+  timeoutMs: number,
+): Promise<{ finished: Finished; rss?: number; cpu?: number }> {
+  if (TIME) {
+    const timed = timePrefix();
+    const finished = await runCommand(
+      timed.prefix[0]!,
+      [...timed.prefix.slice(1), program, ...args],
+      timeoutMs,
+    );
+    return { finished, ...(await readUsage(timed.file)) };
+  }
+  const peak = { kib: 0 };
+  const finished = await runCommand(
+    program,
+    args,
+    timeoutMs,
+    undefined,
+    pollPeak(peak),
+  );
+  return { finished, ...(peak.kib ? { rss: peak.kib } : {}) };
 }
 
 /** A client's flags to reach the server on `port`, quiet, printing JSON. */

@@ -12,6 +12,7 @@ import {
   type ClientRun,
   ftvArgs,
   ftvHelp,
+  type FtvServerProcess,
   receiverFlags,
   runFtv,
   runFtvClient,
@@ -37,7 +38,7 @@ export const ERROR_RATE = "0.05";
 /** Repair rounds allowed in the error-rate rows, so a bad draw cannot fail a run. */
 const ERROR_RETRIES = "20";
 /** The name the random file is stored under. */
-const STORED = "bench.bin";
+export const STORED = "bench.bin";
 
 /**
  * A sample's RSS and CPU fields: the server's, and the clients' largest RSS
@@ -65,14 +66,14 @@ export function usageFields(
 export async function againstServer<T>(
   dir: string,
   plan: { serverFlags?: string[]; light?: boolean },
-  body: (port: number) => Promise<T>,
+  body: (port: number, server: FtvServerProcess) => Promise<T>,
 ): Promise<{ value: T; server: Usage }> {
   const server = await startFtvServer(dir, plan.serverFlags);
   let usage: Usage = {};
   let value: T;
   try {
     await releaseSetAside(!plan.light);
-    value = await body(server.port);
+    value = await body(server.port, server);
   } finally {
     usage = await server.stop();
   }
@@ -360,7 +361,7 @@ async function linkInto(
  * page cache) and lets a server hash it once (`list`), so no timed `get`
  * pays for the digest.
  */
-async function prepareGetDir(
+export async function prepareGetDir(
   ctx: Context,
   dir: string,
   name: string,

@@ -49,6 +49,7 @@ import {
 } from "./ftv.ts";
 import { ftvRows } from "./ftv_rows.ts";
 import { baselineRows } from "./baselines.ts";
+import { httpRows } from "./http_rows.ts";
 import { type Options, parseOptions } from "./options.ts";
 import { TIME } from "./processes.ts";
 import { printReport, ratios, summarise, table } from "./report.ts";
@@ -154,7 +155,11 @@ async function bench(options: Options, work: string): Promise<void> {
   await makeOtherLoads(ctx, log);
   const startup = await prepareFtv(options);
   const busyBefore = await cpuBusy();
-  const rows = [...await ftvRows(ctx), ...baselineRows(ctx)];
+  const rows = [
+    ...await ftvRows(ctx),
+    ...httpRows(ctx),
+    ...baselineRows(ctx),
+  ];
   await setupRows(rows, log);
   try {
     await runRows(rows, options.runs, log);

@@ -19,7 +19,8 @@ export const USAGE = `Usage: deno task bench [options]
   --client-size SIZE   bytes each concurrent client sends (default: 64MiB)
   --only IDS           comma-separated rows: send,send-none,send-text,send-log,
                        get,send-tls,client,send-err,get-err,clients,tree,
-                       tree-get,socat,rsync,rsync-sha1,rsync-tree,scp
+                       tree-get,http-get,http-put,tus,https-put,https-tus,
+                       socat,rsync,rsync-sha1,rsync-tree,scp
                        (default: all)
   --rss-size SIZE      instead of the benchmark, measure each side's peak RSS
                        while moving one file of SIZE (e.g. 4GiB)
@@ -41,6 +42,11 @@ export const ROW_IDS = [
   "clients",
   "tree",
   "tree-get",
+  "http-get",
+  "http-put",
+  "tus",
+  "https-put",
+  "https-tus",
   "socat",
   "rsync",
   "rsync-sha1",

@@ -15,8 +15,9 @@ import vm from "node:vm";
 /** Bytes of short-lived buffers between two collections. */
 export const COLLECT_EVERY_BYTES = 32 * 1024 * 1024;
 
-let collect: (() => void) | undefined | null;
+let collect: ((options?: { type: "minor" }) => void) | undefined | null;
 let since = 0;
+let youngSince = 0;
 
 /**
  * Notes `bytes` of buffers that die soon; collects garbage once enough have
@@ -35,11 +36,24 @@ export function noteGarbage(bytes: number): void {
   collector()?.();
 }
 
-function collector(): (() => void) | undefined {
+/**
+ * Notes `bytes` of buffers that die young (an HTTP body's pieces, a
+ * response's pieces once sent); runs a minor collection (a scavenge of the
+ * young generation: far cheaper than a full one, and it frees their
+ * memory) once enough have been noted.
+ */
+export function noteYoungGarbage(bytes: number): void {
+  youngSince += bytes;
+  if (youngSince < COLLECT_EVERY_BYTES) return;
+  youngSince = 0;
+  collector()?.({ type: "minor" });
+}
+
+function collector(): ((options?: { type: "minor" }) => void) | undefined {
   if (collect === undefined) {
     try {
       v8.setFlagsFromString("--expose-gc");
-      collect = vm.runInNewContext("gc") as () => void;
+      collect = vm.runInNewContext("gc") as typeof collect;
     } catch {
       collect = null;
     }

@@ -4,13 +4,54 @@
  * and hashed into the file's digest), and a last partial chunk is written
  * to the part file as the store's tail, so the next request (or a
  * restarted server) reads it back and completes that chunk. Two chunk
- * buffers alternate: one fills from the socket while the other is written
- * (pieces are copied in: a BYOB read would lose its bytes when the
- * connection breaks).
+ * buffers alternate: one fills from the socket while the other is written.
  *
  * @module
  */
 
+import { noteYoungGarbage } from "../../base/gc.ts";
+
+/** Bytes of a body read at a time into the one staging buffer. */
+const STAGING_BYTES = 256 * 1024;
+
+/** Pieces of a body, each valid until the next read. */
+interface PieceReader {
+  read(): Promise<Uint8Array | null>;
+  cancel(): Promise<void>;
+}
+
+/**
+ * Reads `body` into one reused staging buffer when it is a byte stream
+ * (no buffer per piece to collect; the pieces are copied out at once, so a
+ * read that fails loses nothing), else piece by piece.
+ */
+function pieceReader(body: ReadableStream<Uint8Array>): PieceReader {
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = body.getReader({ mode: "byob" });
+  } catch {
+    const reader = body.getReader();
+    return {
+      async read() {
+        const { done, value } = await reader.read();
+        if (done) return null;
+        noteYoungGarbage(value.length);
+        return value;
+      },
+      cancel: () => reader.cancel(),
+    };
+  }
+  let staging = new Uint8Array(STAGING_BYTES);
+  return {
+    async read() {
+      const { done, value } = await byob.read(staging);
+      if (done || value === undefined) return null;
+      staging = new Uint8Array(value.buffer as ArrayBuffer);
+      return value;
+    },
+    cancel: () => byob.cancel(),
+  };
+}
 import type { ChunkStore } from "../../engine/chunk_store.ts";
 import { chunkLength } from "../../engine/chunks.ts";
 
@@ -61,20 +102,19 @@ export async function writeBody(
   }
   let bytes = 0;
   let end: BodyEnd = "complete";
-  const reader = body?.getReader();
+  const reader = body ? pieceReader(body) : undefined;
   const watch = watchdog(reader, options);
   try {
     reading: while (reader) {
-      let read: ReadableStreamReadResult<Uint8Array>;
+      let piece: Uint8Array | null;
       try {
-        read = await reader.read();
+        piece = await reader.read();
       } catch {
         end = "cut"; // The connection broke, or the watchdog cancelled it.
         break;
       }
       watch.touch();
-      if (read.done) break;
-      const piece = read.value;
+      if (piece === null) break;
       options.onBytes?.(piece);
       for (let at = 0; at < piece.length;) {
         const room = seq < store.count ? chunkLength(seq, size, chunkSize) : 0;
@@ -114,7 +154,7 @@ export async function writeBody(
  * stops; `touch` on every read.
  */
 function watchdog(
-  reader: ReadableStreamDefaultReader<Uint8Array> | undefined,
+  reader: PieceReader | undefined,
   options: WriteBodyOptions,
 ): { touch(): void; stop(): void; readonly idle: boolean } {
   let last = performance.now();

@@ -16,6 +16,7 @@
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { ERROR_CODE, refusal } from "../../base/errors.ts";
+import { noteYoungGarbage } from "../../base/gc.ts";
 import type { FileEntry } from "../../protocol.ts";
 import { damagedRefusal } from "../catalog.ts";
 import { recheckAfterMismatch } from "../downloads.ts";
@@ -229,9 +230,10 @@ function verifiedStream(
     hash.update(bytes);
     position += bytes.length;
   };
+  let scratch: Uint8Array | undefined;
   const hashUntil = async (end: number) => {
-    const scratch = new Uint8Array(PIECE_BYTES);
     while (position < end) {
+      scratch ??= new Uint8Array(PIECE_BYTES);
       await readInto(
         scratch.subarray(0, Math.min(PIECE_BYTES, end - position)),
       );
@@ -241,9 +243,11 @@ function verifiedStream(
     async pull(controller) {
       try {
         await hashUntil(span.start);
+        // A fresh piece each time: the response may still hold the last one.
         const piece = new Uint8Array(
           Math.min(PIECE_BYTES, span.end - position),
         );
+        noteYoungGarbage(piece.length);
         await readInto(piece);
         if (position < span.end) return controller.enqueue(piece);
         await hashUntil(entry.size);

@@ -197,6 +197,64 @@ function rangeStillValid(ifRange: string, entry: FileEntry): boolean {
   return Date.parse(ifRange) === wholeSeconds(entry.mtimeMs);
 }
 
+/** Reads a file from its start, hashing every byte read. */
+class HashingReader {
+  readonly #file: Deno.FsFile;
+  readonly #name: string;
+  readonly #hash = createHash("sha256");
+  #scratch: Uint8Array | undefined;
+  #closed = false;
+  position = 0;
+
+  constructor(file: Deno.FsFile, name: string) {
+    this.#file = file;
+    this.#name = name;
+  }
+
+  /** Fills `bytes` from the file and hashes them. */
+  async readInto(bytes: Uint8Array): Promise<void> {
+    for (let filled = 0; filled < bytes.length;) {
+      const got = await this.#file.read(bytes.subarray(filled));
+      if (got === null) {
+        throw new Error(
+          `Cannot send ${JSON.stringify(this.#name)}: it ends before byte ${
+            this.position + filled
+          }`,
+        );
+      }
+      filled += got;
+    }
+    this.#hash.update(bytes);
+    this.position += bytes.length;
+  }
+
+  /** Reads and hashes, without keeping, the bytes up to `end`. */
+  async hashUntil(end: number): Promise<void> {
+    while (this.position < end) {
+      this.#scratch ??= new Uint8Array(PIECE_BYTES);
+      const room = Math.min(PIECE_BYTES, end - this.position);
+      await this.readInto(this.#scratch.subarray(0, room));
+    }
+  }
+
+  /** The digest of the whole file, once read to `size`; closes it. */
+  async digest(size: number): Promise<string> {
+    await this.hashUntil(size);
+    if (await this.#file.read(new Uint8Array(1)) !== null) {
+      throw new Error(
+        `Cannot send ${JSON.stringify(this.#name)}: it grew while being sent`,
+      );
+    }
+    this.close();
+    return this.#hash.digest("hex");
+  }
+
+  close(): void {
+    if (!this.#closed) this.#file.close();
+    this.#closed = true;
+  }
+}
+
 /**
  * The bytes of `span`, read through `file` in pieces: every byte of the
  * file is hashed, the last piece is held back until the digest is known,
@@ -208,58 +266,19 @@ function verifiedStream(
   entry: FileEntry,
   span: Span,
 ): ReadableStream<Uint8Array> {
-  const hash = createHash("sha256");
-  let position = 0;
-  let closed = false;
-  const close = () => {
-    if (!closed) file.close();
-    closed = true;
-  };
-  const readInto = async (bytes: Uint8Array) => {
-    for (let filled = 0; filled < bytes.length;) {
-      const got = await file.read(bytes.subarray(filled));
-      if (got === null) {
-        throw new Error(
-          `Cannot send ${JSON.stringify(entry.name)}: it ends before byte ${
-            position + filled
-          }`,
-        );
-      }
-      filled += got;
-    }
-    hash.update(bytes);
-    position += bytes.length;
-  };
-  let scratch: Uint8Array | undefined;
-  const hashUntil = async (end: number) => {
-    while (position < end) {
-      scratch ??= new Uint8Array(PIECE_BYTES);
-      await readInto(
-        scratch.subarray(0, Math.min(PIECE_BYTES, end - position)),
-      );
-    }
-  };
+  const reader = new HashingReader(file, entry.name);
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        await hashUntil(span.start);
+        await reader.hashUntil(span.start);
         // A fresh piece each time: the response may still hold the last one.
         const piece = new Uint8Array(
-          Math.min(PIECE_BYTES, span.end - position),
+          Math.min(PIECE_BYTES, span.end - reader.position),
         );
         noteYoungGarbage(piece.length);
-        await readInto(piece);
-        if (position < span.end) return controller.enqueue(piece);
-        await hashUntil(entry.size);
-        if (await file.read(new Uint8Array(1)) !== null) {
-          throw new Error(
-            `Cannot send ${
-              JSON.stringify(entry.name)
-            }: it grew while being sent`,
-          );
-        }
-        const actual = hash.digest("hex");
-        close();
+        await reader.readInto(piece);
+        if (reader.position < span.end) return controller.enqueue(piece);
+        const actual = await reader.digest(entry.size);
         if (actual !== entry.sha256) {
           controller.error(
             new Error(`${entry.name} no longer has its SHA-256`),
@@ -273,7 +292,7 @@ function verifiedStream(
         if (piece.length > 0) controller.enqueue(piece);
         controller.close();
       } catch (error) {
-        close();
+        reader.close();
         controller.error(error);
         ex.ctx.log.warn(
           `Stopped sending to ${ex.peer}: ${(error as Error).message}`,
@@ -281,7 +300,7 @@ function verifiedStream(
       }
     },
     cancel() {
-      close();
+      reader.close();
     },
   }, { highWaterMark: 0 });
 }

@@ -24,8 +24,13 @@ import { type Exchange, refused } from "./exchange.ts";
 import { contentDisposition, contentType } from "./names.ts";
 import { HTTP_FAILURE, httpFailure } from "./status.ts";
 
-/** Bytes read (and sent) at a time. */
-const PIECE_BYTES = 1024 * 1024;
+/**
+ * Bytes read (and sent) at a time. Each piece sent is a fresh buffer (the
+ * response holds it until written); fresh 1 MiB buffers cost the kernel
+ * far more to map and zero than 256 KiB ones (measured: about 3.2 against
+ * 1.7-2.5 server CPU-s per GiB).
+ */
+const PIECE_BYTES = 256 * 1024;
 
 /** A byte range to send: `start` inclusive, `end` exclusive. */
 interface Span {

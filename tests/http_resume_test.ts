@@ -190,6 +190,9 @@ Deno.test("a PATCH while another writes the same upload gets 423; DELETE removes
     "Upload-Metadata": `filename ${btoa("slow.bin")}`,
   });
   const url = new URL(created.headers.get("location")!, srv.base).href;
+  // A first HEAD claims the part file, so the PATCH below never meets a
+  // HEAD still claiming it.
+  assert.equal((await tus(url, "HEAD")).status, 200);
   const { promise: release, resolve } = Promise.withResolvers<void>();
   const body = new ReadableStream<Uint8Array>({
     async start(controller) {

@@ -47,6 +47,7 @@ export async function runServer(
     maxConnectionsPerAddress: values["max-per-address"],
     partTtlMs: values["part-ttl"] * 1000,
     verify: values.verify,
+    parity: values.parity === "off" ? false : values.parity,
     ...optional("maxFileSize", values["max-file-size"]),
     ...optional("maxTotalBytes", values["max-total"]),
     handshakeTimeoutMs: values["handshake-timeout"] * 1000,

@@ -26,10 +26,12 @@ import {
   orList,
   rate,
   seconds,
+  shape,
   string,
   type Values,
 } from "./flags.ts";
 import { DEFAULT_PORT } from "../protocol.ts";
+import { DEFAULT_PARITY } from "../server.ts";
 
 /** The host a server binds and a client dials unless told otherwise. */
 const DEFAULT_HOST = "localhost";
@@ -211,6 +213,14 @@ const SERVER = {
     help:
       "remove part files of uploads abandoned for this long (they count towards --max-total until then)",
     default: 86400,
+  }),
+  parity: shape({
+    arg: "K+M",
+    help:
+      "keep Reed-Solomon parity beside each stored file: groups of K chunks with M parity shards, so up to M rotted chunks per group are rebuilt (M/K more disk), or off",
+    words: ["off"],
+    default: DEFAULT_PARITY,
+    shown: `${DEFAULT_PARITY.k}+${DEFAULT_PARITY.m}`,
   }),
   verify: boolean({
     help:

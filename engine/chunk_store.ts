@@ -17,6 +17,7 @@ import { folderOf } from "../base/paths.ts";
 import { removeIfPresent, syncFolder } from "./atomic_file.ts";
 import { bytesHeld, chunkCount, chunkLength, isAllZero } from "./chunks.ts";
 import { claimPart } from "./part_file.ts";
+import { ParityWriter } from "./parity/parity_file.ts";
 import {
   consistentBitmap,
   type Manifest,
@@ -50,6 +51,13 @@ export interface ChunkStoreOptions {
    * the part file before it takes its final name.
    */
   attributes?: { mode?: number; mtimeMs?: number };
+  /**
+   * Reed-Solomon parity to keep for the finished file (see
+   * `parity/parity_file.ts`): groups of `k` chunks with `m` parity shards,
+   * computed as the chunks are hashed and written to `path` once the file
+   * has taken its final name.
+   */
+  parity?: { k: number; m: number; path: string };
 }
 
 /**
@@ -101,6 +109,11 @@ export class ChunkStore {
   #background: Promise<void> | undefined;
   #closed = false;
   #finished: Deno.FileInfo | undefined;
+  #digest: string | undefined;
+  #parityOptions: ChunkStoreOptions["parity"];
+  #parity: ParityWriter | undefined;
+  /** Why the parity file could not be written, if it could not (the file itself is fine). */
+  parityFailure: Error | undefined;
 
   private constructor(
     path: string,
@@ -123,6 +136,7 @@ export class ChunkStore {
     this.#checkpointMs = options.checkpointMs ?? 1000;
     this.#fsync = options.fsync ?? true;
     this.#attributes = options.attributes;
+    this.#parityOptions = options.parity;
   }
 
   /**
@@ -277,8 +291,7 @@ export class ChunkStore {
       }
       this.have.add(seq);
       if (seq === this.#nextToHash) {
-        this.#hash.update(payload);
-        this.#nextToHash++;
+        await this.#digestChunk(seq, payload);
         release?.(payload);
       } else if (!this.#holdAhead(seq, payload, release)) {
         release?.(payload);
@@ -341,7 +354,8 @@ export class ChunkStore {
           `Cannot compute digest: chunk ${this.#nextToHash} is not held`,
         );
       }
-      return this.#hash.digest("hex");
+      this.#digest ??= this.#hash.digest("hex");
+      return this.#digest;
     });
   }
 
@@ -368,6 +382,7 @@ export class ChunkStore {
       if (this.#fsync) await syncFolder(this.path);
       await removeIfPresent(this.statePath);
       this.#finished = await this.#file.stat();
+      await this.#finishParity();
       return this.#finished;
     } finally {
       this.#close();
@@ -425,17 +440,59 @@ export class ChunkStore {
       const seq = this.#nextToHash;
       const kept = this.#ahead.get(seq);
       if (kept) {
-        this.#hash.update(kept.payload);
         this.#ahead.delete(seq);
         this.#aheadBytes -= kept.payload.length;
+        await this.#digestChunk(seq, kept.payload);
         kept.release?.(kept.payload);
       } else {
         this.#scratch ??= new Uint8Array(this.manifest.chunkSize);
         const bytes = this.#scratch.subarray(0, this.#length(seq));
         await this.#readAt(seq * this.manifest.chunkSize, bytes);
-        this.#hash.update(bytes);
+        await this.#digestChunk(seq, bytes);
       }
-      this.#nextToHash++;
+    }
+  }
+
+  /** Feeds the next chunk, in order, to the whole-file digest and the parity. */
+  async #digestChunk(seq: number, bytes: Uint8Array): Promise<void> {
+    this.#hash.update(bytes);
+    this.#nextToHash++;
+    const wanted = this.#parityOptions;
+    if (!wanted || this.parityFailure) return;
+    try {
+      this.#parity ??= await ParityWriter.create(`${wanted.path}.tmp`, {
+        k: wanted.k,
+        m: wanted.m,
+        chunkSize: this.manifest.chunkSize,
+        size: this.manifest.size,
+      });
+      await this.#parity.add(seq, bytes);
+    } catch (error) {
+      this.#dropParity(error as Error);
+    }
+  }
+
+  /** Gives up the parity (it is only ever an extra): closes and removes its temporary. */
+  #dropParity(failure?: Error): void {
+    this.parityFailure ??= failure;
+    this.#parity?.close();
+    this.#parity = undefined;
+    if (this.#parityOptions) {
+      removeIfPresent(`${this.#parityOptions.path}.tmp`).catch(() => undefined);
+    }
+  }
+
+  /** Writes the parity file of the finished file, beside it, once it holds its name. */
+  async #finishParity(): Promise<void> {
+    const wanted = this.#parityOptions;
+    if (!wanted || !this.#parity || this.#digest === undefined) return;
+    try {
+      await this.#parity.finish(this.#digest, this.#fsync);
+      await Deno.rename(`${wanted.path}.tmp`, wanted.path);
+    } catch (error) {
+      this.#dropParity(error as Error);
+    } finally {
+      this.#parity = undefined;
     }
   }
 
@@ -498,6 +555,7 @@ export class ChunkStore {
 
   #close(): void {
     this.#releaseAhead();
+    if (this.#parity) this.#dropParity();
     if (this.#closed) return;
     this.#closed = true;
     this.#file.close();

@@ -31,6 +31,18 @@ import {
 import { ProtocolError, RemoteError, TransferError } from "../base/errors.ts";
 import { bytesHeld, chunkCount, isAllZero } from "./chunks.ts";
 
+/**
+ * Checks the bytes of a chunk read from the file being sent, against what
+ * the sending side knows of them (e.g. per-chunk checksums stored beside
+ * the file), before they go out: it may repair them in place, and throws
+ * when they are wrong and cannot be repaired. The engine owns this
+ * interface; the server's parity store implements it.
+ */
+export interface ChunkGuard {
+  /** Checks (and repairs in place) the chunk at byte `offset` of the file. */
+  check(offset: number, bytes: Uint8Array): Promise<void>;
+}
+
 /** The payload of a zero-chunk frame. */
 const NO_BYTES = new Uint8Array(0);
 
@@ -58,6 +70,8 @@ export interface SendChunksOptions {
   compression?: CompressionMode;
   /** The receiver understands zero-chunk frames: chunks of zeros travel as no payload. @default false */
   zeroChunks?: boolean;
+  /** Checks (and may repair) each chunk read from the file before it is sent. */
+  guard?: ChunkGuard;
   /** Told how many chunks the receiver already holds, once it says so. */
   onReady?: (heldChunks: number) => void;
   /** Told the bytes delivered so far (first sends) and the chunks sent again. */
@@ -296,6 +310,8 @@ class ChunkSender {
   #limiter: RateLimiter | undefined;
   #compressor: ChunkCompressor | undefined;
   #zeroChunks: boolean;
+  #guard: ChunkGuard | undefined;
+  #chunkSize: number;
   #onProgress: SendChunksOptions["onProgress"];
   #delivered = 0;
 
@@ -317,6 +333,8 @@ class ChunkSender {
       : undefined;
     this.#onProgress = options.onProgress;
     this.#zeroChunks = options.zeroChunks ?? false;
+    this.#guard = options.guard;
+    this.#chunkSize = options.chunkSize;
   }
 
   /** Counts bytes as delivered (first sends, or chunks the receiver held). */
@@ -359,7 +377,7 @@ class ChunkSender {
     let next = this.#reader.prefetch(seqs[0]!);
     for (let i = 0; i < seqs.length; i++) {
       const seq = seqs[i]!;
-      const raw = await next;
+      const raw = await this.#checked(seq, await next);
       const frame = this.#seal(raw, seq);
       if (i + 1 < seqs.length) next = this.#reader.prefetch(seqs[i + 1]!);
       let written = 0;
@@ -396,10 +414,22 @@ class ChunkSender {
     this.inbox.listen();
     await reading.catch(() => undefined);
     for (const seq of message.seqs) {
-      const frame = this.#seal(await this.#reader.frameApart(seq), seq);
+      const frame = this.#seal(
+        await this.#checked(seq, await this.#reader.frameApart(seq)),
+        seq,
+      );
       if (await this.#deliver(frame, seq)) this.retransmitted++;
     }
     this.#onProgress?.(this.#delivered, this.retransmitted);
+  }
+
+  /** The frame of chunk `seq` once the guard (if any) has checked its payload. */
+  async #checked(seq: number, frame: Uint8Array): Promise<Uint8Array> {
+    await this.#guard?.check(
+      seq * this.#chunkSize,
+      frame.subarray(DATA_FRAME_OVERHEAD),
+    );
+    return frame;
   }
 
   /** Writes a sealed frame, unless the simulator loses or damages it; false when lost. */

@@ -6,7 +6,12 @@
  * @module
  */
 
-import { ERROR_CODE, refusal, RemoteError } from "../base/errors.ts";
+import {
+  ERROR_CODE,
+  refusal,
+  RemoteError,
+  TransferError,
+} from "../base/errors.ts";
 import { chunkSizeOf } from "../engine/chunk_reader.ts";
 import { chunkCount } from "../engine/chunks.ts";
 import { ChunkCompressor } from "../engine/compression.ts";
@@ -62,6 +67,12 @@ export async function sendDownload(
       compression,
       simulator: ctx.faults,
       zeroChunks: ctx.zeroChunks === true,
+      guard: await ctx.parity.guardFor(
+        get.name,
+        catalog.pathOf(get.name),
+        entry.sha256,
+        log,
+      ),
       maxRounds: MAX_SERVER_ROUNDS,
       log,
     });
@@ -69,6 +80,13 @@ export async function sendDownload(
       `Sent ${entry.name} to ${fc.peer}: verified after ${stats.attempts} round(s)`,
     );
   } catch (error) {
+    if (error instanceof TransferError) {
+      // The parity guard found a chunk it could not rebuild.
+      log.error(error.message);
+      await fc.sendError(ERROR_CODE.damaged, error.message);
+      await recheckAfterMismatch(ctx, get.name);
+      return;
+    }
     if (!(error instanceof RemoteError)) throw error;
     if (error.code !== ERROR_CODE.digestMismatch) {
       log.warn(`Client declined ${entry.name}: ${error.message}`);

@@ -106,6 +106,7 @@ export async function runDemoCommand(
     simulateErrors: simulateErrors(values),
     chunkSize: values["chunk-size"],
     maxRetries: values["max-retries"],
+    fec: values.fec,
     mode: values.mode,
     ...optional("file", values.file),
     host: values.host,

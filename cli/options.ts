@@ -239,6 +239,15 @@ const SERVER = {
   quiet,
 } as const;
 
+/** Parity on the way (forward error correction), for send, get, client and demo. */
+const fec = shape({
+  arg: "MODE",
+  help:
+    "parity on the way, so lost or damaged chunks are rebuilt without a round trip: off, auto (added once loss is seen, sized to it) or K+M (groups of K chunks with M parity frames)",
+  words: ["off", "auto"],
+  default: "off",
+});
+
 const CLIENT = {
   file: string({ arg: "PATH", help: "file to round-trip (required)" }),
   out: string({
@@ -248,6 +257,7 @@ const CLIENT = {
   }),
   "no-fsync": noFsyncDownload,
   "max-retries": maxRetries,
+  fec,
   ...CONNECT,
 } as const;
 
@@ -271,6 +281,7 @@ const SEND = {
   }),
   ...SIMULATION,
   "max-retries": maxRetries,
+  fec,
   ...CONNECT,
 } as const;
 
@@ -287,6 +298,7 @@ const GET = {
     help: "refuse the file unless it has this digest",
     pattern: { regex: /^[0-9a-fA-F]{64}$/, needs: "64 hex digits" },
   }),
+  fec,
   ...CONNECT,
 } as const;
 
@@ -313,6 +325,7 @@ const DEMO = {
     shown: `${DEMO_CHUNK_SIZE}, small so chunks show`,
   }),
   "max-retries": maxRetries,
+  fec,
   mode: choice({
     arg: "MODE",
     help: orList(DEMO_MODES),

@@ -340,6 +340,16 @@ export class ChunkStore {
       });
   }
 
+  /**
+   * Reads held chunk `seq` back into `into` (its length), after every write
+   * queued before: to rebuild another chunk from parity.
+   */
+  readChunk(seq: number, into: Uint8Array): Promise<void> {
+    return this.#enqueue(() =>
+      this.#readAt(seq * this.manifest.chunkSize, into)
+    );
+  }
+
   /** Waits for every queued write. */
   flush(): Promise<void> {
     return this.#enqueue(() => Promise.resolve());

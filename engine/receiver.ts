@@ -12,7 +12,8 @@ import { ChunkBitmap } from "./bitmap.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import { decodeChunk } from "./compression.ts";
 import type { FramedConnection } from "../net/connection.ts";
-import type { DataFrame } from "../protocol.ts";
+import { type DataFrame, PARITY_FLAG } from "../protocol.ts";
+import { FecReceiver } from "./fec_receiver.ts";
 import type { Logger } from "../base/log.ts";
 import type { RateLimiter } from "../net/rate_limit.ts";
 import {
@@ -50,6 +51,12 @@ export interface ReceiveChunksOptions {
   earlyNack?: boolean;
   /** Told the bytes held so far and the chunk frames received in repair rounds. */
   onProgress?: (bytes: number, retransmittedChunks: number) => void;
+  /**
+   * The sender follows each group of this many chunks with parity frames:
+   * lost chunks are rebuilt from them (see `fec_receiver.ts`), and early
+   * asks wait until a group's parity has had its chance.
+   */
+  fecK?: number;
   log?: Logger;
 }
 
@@ -115,6 +122,7 @@ class ChunkReceiver {
   #pending: Promise<void>[] = [];
   #maxPending: number;
   #overdue: OverdueChunks | undefined;
+  #fec: FecReceiver | undefined;
   #round = 0;
   #retransmitted = 0;
   /** The store gives a payload back once it is written and hashed. */
@@ -136,7 +144,16 @@ class ChunkReceiver {
       64,
       Math.max(2, Math.floor(MAX_PENDING_WRITE_BYTES / chunkSize)),
     );
-    this.#overdue = options.earlyNack
+    this.#fec = options.fecK === undefined ? undefined : new FecReceiver({
+      k: options.fecK,
+      transferId: options.transferId,
+      store,
+      send: (message) => fc.send(message),
+      has: (seq) => this.#counted.has(seq),
+      accept: (seq, bytes) => this.#take(seq, bytes, undefined),
+      ...(options.log ? { log: options.log } : {}),
+    });
+    this.#overdue = options.earlyNack && !this.#fec
       ? new OverdueChunks(store.count, chunkSize)
       : undefined;
     options.onProgress?.(this.#held, 0);
@@ -144,6 +161,30 @@ class ChunkReceiver {
 
   /** Takes one data frame: checked, decoded, queued for writing. */
   async chunk(frame: DataFrame): Promise<void> {
+    if (frame.flags & PARITY_FLAG) return await this.#parity(frame);
+    await this.#chunk(frame);
+    if (this.#round === 0 && frame.seq < this.#store.count) {
+      await this.#fec?.data(frame.seq);
+    }
+  }
+
+  /** A parity frame: kept for its group when intact, else dropped. */
+  async #parity(frame: DataFrame): Promise<void> {
+    if (!this.#fec) {
+      throw new ProtocolError(
+        "Cannot accept a parity frame: none was announced",
+      );
+    }
+    if (
+      frame.intact && frame.transferId === this.#options.transferId &&
+      this.#round === 0
+    ) {
+      await this.#fec.parity(frame.seq, frame.payload);
+    }
+    this.#fc.pool.give(frame.payload);
+  }
+
+  async #chunk(frame: DataFrame): Promise<void> {
     const { log, limiter } = this.#options;
     const fc = this.#fc;
     if (this.#round > 0) this.#retransmitted++;
@@ -166,13 +207,22 @@ class ChunkReceiver {
     }
     const bytes = this.#decode(frame);
     if (bytes === undefined) return;
-    const written = this.#store.accept(
+    await this.#take(
       frame.seq,
       bytes,
       bytes === frame.payload ? this.#recycle : undefined,
     );
-    this.#progress(frame.seq, bytes.length);
     await this.#askEarly(frame.seq);
+  }
+
+  /** Queues chunk `seq` for writing (received, or rebuilt from parity) and counts it. */
+  async #take(
+    seq: number,
+    bytes: Uint8Array,
+    release: ((payload: Uint8Array) => void) | undefined,
+  ): Promise<void> {
+    const written = this.#store.accept(seq, bytes, release);
+    this.#progress(seq, bytes.length);
     written.catch(() => undefined);
     this.#pending.push(written);
     if (this.#pending.length > this.#maxPending) await this.#pending.shift();
@@ -232,6 +282,7 @@ class ChunkReceiver {
   async done(sha256: string): Promise<TransferStats | undefined> {
     const store = this.#store;
     const { log, transferId, maxRetries } = this.#options;
+    if (this.#round === 0) await this.#fec?.finish();
     await Promise.all(this.#pending.splice(0));
     await store.flush();
     log?.info("End of transmission received");
@@ -297,6 +348,7 @@ class ChunkReceiver {
       bytes: size,
       chunks: store.count,
       retransmittedChunks: this.#retransmitted,
+      rebuiltChunks: this.#fec?.rebuilt ?? 0,
       attempts: this.#round + 1,
       wireBytes: this.#fc.bytesReceived - this.#wireStart,
       resumedChunks: store.resumedChunks,

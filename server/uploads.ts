@@ -124,6 +124,7 @@ async function receiveIntoStore(
       transferId: ctx.nextTransferId(),
       maxRetries: Math.min(put.maxRetries, MAX_SERVER_ROUNDS),
       earlyNack: put.earlyNack === true,
+      ...(put.fecK === undefined ? {} : { fecK: put.fecK }),
       log,
     });
     await catalog.record(put.name, stats.sha256, store.finished!);

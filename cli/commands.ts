@@ -132,6 +132,7 @@ export async function runProxy(
     flipRate: values["flip-rate"],
     dropRate: values["drop-rate"],
     delayMs: values.delay,
+    latencyMs: values.latency,
     ...optional("cutAfterBytes", values["cut-after"]),
     ...optional("seed", values.seed),
     log,

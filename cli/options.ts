@@ -375,6 +375,14 @@ const PROXY = {
     max: 600_000,
     default: 0,
   }),
+  latency: integer({
+    arg: "MS",
+    help:
+      "delay every byte this long, each way, while reading goes on (a long link)",
+    min: 0,
+    max: 600_000,
+    default: 0,
+  }),
   "cut-after": integer({
     arg: "BYTES",
     help: "cut each connection after this many bytes",

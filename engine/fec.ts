@@ -6,10 +6,13 @@
  * rebuild. Parity is the store's Reed-Solomon code (`parity/`).
  *
  * `auto` starts with no parity and follows the receiver's `loss` reports
- * (one per group): after a group with losses, each group gets
- * `m = ceil(k * p) + 1` parity frames, `p` the share of chunks lost over the
- * last {@linkcode AUTO_WINDOW} reports (at most {@linkcode MAX_AUTO_PARITY});
- * after a report of no loss, `m` drops by one, back to none on a clean link.
+ * (one per group of {@linkcode AUTO_GROUP} chunks): each group gets
+ * `m = ceil(2 * k * p) + 1` parity frames, `p` the share of chunks lost over the
+ * last {@linkcode AUTO_WINDOW} reports (at most {@linkcode MAX_AUTO_PARITY}),
+ * and none once that many reports in a row saw no loss: on a clean link
+ * parity costs nothing after the first few groups. The last two groups of
+ * a file get one frame more: a chunk lost there could only be asked for in
+ * a repair round, since nothing follows it.
  *
  * @module
  */
@@ -20,6 +23,13 @@ import type { GroupShape } from "./parity/shape.ts";
 export const AUTO_GROUP = 16;
 /** Most parity frames per group in `auto` mode. */
 export const MAX_AUTO_PARITY = 6;
+/**
+ * Most parity frames a group is counted on, for when a missing chunk is
+ * late: a receiver asks for it once the group's data and this many frames
+ * more have passed.
+ */
+export const MAX_PARITY_FRAMES = 8;
+
 /** Loss reports (groups) the `auto` loss rate is taken over. */
 export const AUTO_WINDOW = 4;
 
@@ -67,6 +77,6 @@ export class AutoParity {
       { lost: 0, received: 0 },
     );
     const p = totals.lost / Math.max(1, totals.received);
-    this.#m = Math.min(MAX_AUTO_PARITY, Math.ceil(AUTO_GROUP * p) + 1);
+    this.#m = Math.min(MAX_AUTO_PARITY, Math.ceil(2 * AUTO_GROUP * p) + 1);
   }
 }

@@ -1,11 +1,12 @@
 /**
  * The receiving side of forward error correction: parity frames are kept
- * per group, and once a group's data has passed (its parity arrived, or
- * chunks two groups on did) its lost or damaged chunks are rebuilt from
- * them, written and marked like received ones. What parity cannot cover is
- * asked for at once (an early `nack`), only as many as parity falls short
- * of; and each group ends with a `loss` report, which `auto` parity on the
- * sending side is sized by.
+ * per group, and a group's lost or damaged chunks are rebuilt from them as
+ * soon as there is enough parity, written and marked like received ones.
+ * What parity cannot cover is left to the early asks (a chunk is late once
+ * its group's parity has passed) and repair rounds. Once a group's data has
+ * passed (a later group's parity, or chunks a reorder window into the next
+ * group, arrived) it is reported in a `loss` message, which `auto` parity
+ * on the sending side is sized by.
  *
  * @module
  */
@@ -16,6 +17,7 @@ import type { ChunkStore } from "./chunk_store.ts";
 import { chunkLength } from "./chunks.ts";
 import { zeros } from "./compression.ts";
 import { parityOf } from "./fec.ts";
+import { OVERDUE_DISTANCE } from "./transfer.ts";
 import { ReedSolomon } from "./parity/reed_solomon.ts";
 
 /** Most bytes of parity kept waiting for their groups; beyond, the oldest groups' go. */
@@ -28,7 +30,7 @@ export interface FecReceiverOptions {
   transferId: number;
   /** Where chunks are written, and read back to rebuild others. */
   store: ChunkStore;
-  /** Sends a control message (`loss`, early `nack`) to the sender. */
+  /** Sends a control message (a `loss` report) to the sender. */
   send(message: ControlMessage): Promise<void>;
   /** Whether chunk `seq` is held or on its way into the store (accepted). */
   has(seq: number): boolean;
@@ -40,6 +42,8 @@ export interface FecReceiverOptions {
 interface Group {
   parity: Map<number, Uint8Array>;
   closed: boolean;
+  /** Chunks of the group rebuilt from parity: lost on the way, as reported. */
+  rebuilt: number;
 }
 
 /** Rebuilds a transfer's lost chunks from the parity that follows each group. */
@@ -56,12 +60,16 @@ export class FecReceiver {
     this.#options = options;
   }
 
-  /** A data frame for `seq` arrived (whole or not): groups two before it are over. */
+  /**
+   * A data frame for `seq` arrived (whole or not): groups it is a reorder
+   * window past are over; one it completes may now be rebuilt.
+   */
   async data(seq: number): Promise<void> {
-    const group = Math.floor(seq / this.#options.k);
-    await this.#closeBefore(group - 1);
+    const { k } = this.#options;
+    await this.#closeBefore(Math.floor((seq - OVERDUE_DISTANCE) / k));
+    const group = Math.floor(seq / k);
     const open = this.#groups.get(group);
-    if (open?.closed) await this.#tryRebuild(group, open);
+    if (open && open.parity.size > 0) await this.#tryRebuild(group, open);
   }
 
   /** Parity frame `seq` arrived intact; `payload` is copied. */
@@ -97,7 +105,7 @@ export class FecReceiver {
       if (entry.closed) continue;
       entry.closed = true;
       await this.#report(group);
-      await this.#tryRebuild(group, entry, true);
+      await this.#tryRebuild(group, entry);
     }
   }
 
@@ -111,42 +119,25 @@ export class FecReceiver {
 
   #lowestUnreported = 0;
 
-  /** Sends the `loss` report of a group whose data has passed. */
+  /** Sends the `loss` report of a group whose data has passed: missing now, or rebuilt. */
   async #report(group: number): Promise<void> {
-    const missing = this.#missing(group);
+    const missing = this.#missing(group).length +
+      (this.#groups.get(group)?.rebuilt ?? 0);
     const size = this.#seqs(group).length;
     this.#lowestUnreported = Math.max(this.#lowestUnreported, group + 1);
     await this.#options.send({
       type: "loss",
       transferId: this.#options.transferId,
-      lost: missing.length,
+      lost: missing,
       received: size,
     });
   }
 
-  /**
-   * Rebuilds `group` when its parity covers what it misses; when `asking`
-   * and it does not, asks at once for as many chunks as parity falls short.
-   */
-  async #tryRebuild(
-    group: number,
-    entry: Group,
-    asking = false,
-  ): Promise<void> {
+  /** Rebuilds `group` when its parity covers what it misses. */
+  async #tryRebuild(group: number, entry: Group): Promise<void> {
     const missing = this.#missing(group);
     if (missing.length === 0) return this.#forget(group);
-    if (missing.length > entry.parity.size) {
-      if (asking) {
-        const short = missing.slice(0, missing.length - entry.parity.size);
-        await this.#options.send({
-          type: "nack",
-          transferId: this.#options.transferId,
-          seqs: short,
-          round: 0,
-        });
-      }
-      return;
-    }
+    if (missing.length > entry.parity.size) return;
     await this.#rebuild(group, entry, missing);
     this.#forget(group);
   }
@@ -186,6 +177,7 @@ export class FecReceiver {
         shards[i]!.subarray(0, chunkLength(seq, size, chunkSize)),
       );
       this.rebuilt++;
+      entry.rebuilt++;
       log?.info(`Rebuilt chunk ${seq} from parity (group ${group})`);
     }
   }
@@ -220,7 +212,7 @@ export class FecReceiver {
   #entry(group: number): Group {
     let entry = this.#groups.get(group);
     if (!entry) {
-      entry = { parity: new Map(), closed: false };
+      entry = { parity: new Map(), closed: false, rebuilt: 0 };
       this.#groups.set(group, entry);
     }
     return entry;

@@ -69,7 +69,7 @@ export class FecSender {
     const group = Math.floor(seq / this.k);
     let open = this.#open.get(group);
     if (open === undefined) {
-      const m = this.#fixed ?? this.#auto!.m;
+      const m = this.#fixed ?? this.#autoParity(group);
       if (m === 0 || this.#partlyHeld(group)) return undefined;
       open = { encoder: this.#encoder(m), left: this.#groupSize(group) };
       this.#open.set(group, open);
@@ -79,6 +79,13 @@ export class FecSender {
     this.#open.delete(group);
     this.#lent = open.encoder;
     return { group, shards: open.encoder.parity() };
+  }
+
+  /** The `auto` parity of `group`: the current level, one more for the last two groups once there is loss. */
+  #autoParity(group: number): number {
+    const m = this.#auto!.m;
+    const groups = Math.ceil(this.#count / this.k);
+    return m > 0 && group >= groups - 2 ? m + 1 : m;
   }
 
   #groupSize(group: number): number {

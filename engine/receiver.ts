@@ -13,6 +13,7 @@ import type { ChunkStore } from "./chunk_store.ts";
 import { decodeChunk } from "./compression.ts";
 import type { FramedConnection } from "../net/connection.ts";
 import { type DataFrame, PARITY_FLAG } from "../protocol.ts";
+import { MAX_PARITY_FRAMES } from "./fec.ts";
 import { FecReceiver } from "./fec_receiver.ts";
 import type { Logger } from "../base/log.ts";
 import type { RateLimiter } from "../net/rate_limit.ts";
@@ -153,8 +154,15 @@ class ChunkReceiver {
       accept: (seq, bytes) => this.#take(seq, bytes, undefined),
       ...(options.log ? { log: options.log } : {}),
     });
-    this.#overdue = options.earlyNack && !this.#fec
-      ? new OverdueChunks(store.count, chunkSize)
+    // With parity, a chunk is only late once its group's parity has passed.
+    this.#overdue = options.earlyNack
+      ? new OverdueChunks(
+        store.count,
+        chunkSize,
+        options.fecK === undefined
+          ? OVERDUE_DISTANCE
+          : options.fecK + MAX_PARITY_FRAMES + OVERDUE_DISTANCE,
+      )
       : undefined;
     options.onProgress?.(this.#held, 0);
   }
@@ -375,9 +383,16 @@ class OverdueChunks {
   #asked = new Map<number, { at: number; asks: number }>();
   #arrivals = 0;
   #reaskAfter: number;
+  #distance: number;
 
-  constructor(count: number, chunkSize: number) {
+  /**
+   * Overdue chunks of a file of `count` chunks: a chunk `distance` places
+   * behind the newest arrival is late (more than the reorder window when a
+   * group's parity must have its chance first).
+   */
+  constructor(count: number, chunkSize: number, distance = OVERDUE_DISTANCE) {
     this.#count = count;
+    this.#distance = distance;
     this.#reaskAfter = reaskAfter(chunkSize);
   }
 
@@ -401,7 +416,7 @@ class OverdueChunks {
     }
     if (seq > this.#highest) {
       this.#highest = seq;
-      const limit = Math.min(seq - OVERDUE_DISTANCE, this.#count - 1);
+      const limit = Math.min(seq - this.#distance, this.#count - 1);
       for (; this.#scanned <= limit; this.#scanned++) {
         if (
           !held.has(this.#scanned) &&

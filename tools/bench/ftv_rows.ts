@@ -144,10 +144,12 @@ function sendRow(
   label: string,
   extra: string[],
   load: Load = fileLoad(ctx.source, STORED),
+  serverFlags: string[] = [],
 ): Row {
   const sendDir = `${ctx.work}/ftv-send`;
   const row = ftvRow(ctx, id, label, {
     serverDir: () => freshDir(sendDir),
+    serverFlags,
     clientArgs: (port) => [
       "send",
       load.path,
@@ -310,6 +312,13 @@ export async function ftvRows(ctx: Context): Promise<Row[]> {
     const load = fileLoad(ctx.log!, "log.txt", "text");
     rows.push(sendRow(ctx, "send-log", label, [], load));
   }
+  if (want("send-noparity")) {
+    const label = "ftv send, server keeping no parity";
+    const load = fileLoad(ctx.source, STORED);
+    rows.push(
+      sendRow(ctx, "send-noparity", label, [], load, ["--parity", "off"]),
+    );
+  }
   if (want("get")) rows.push(getRow(ctx, "get", "ftv get", [], []));
   if (want("send-tls")) rows.push(tlsRow(ctx));
   if (want("client")) rows.push(roundTripRow(ctx));
@@ -360,7 +369,7 @@ async function linkInto(
  * page cache) and lets a server hash it once (`list`), so no timed `get`
  * pays for the digest.
  */
-async function prepareGetDir(
+export async function prepareGetDir(
   ctx: Context,
   dir: string,
   name: string,

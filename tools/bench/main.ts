@@ -48,6 +48,7 @@ import {
   type Usage,
 } from "./ftv.ts";
 import { ftvRows } from "./ftv_rows.ts";
+import { fecRows } from "./fec_rows.ts";
 import { baselineRows } from "./baselines.ts";
 import { type Options, parseOptions } from "./options.ts";
 import { TIME } from "./processes.ts";
@@ -154,7 +155,7 @@ async function bench(options: Options, work: string): Promise<void> {
   await makeOtherLoads(ctx, log);
   const startup = await prepareFtv(options);
   const busyBefore = await cpuBusy();
-  const rows = [...await ftvRows(ctx), ...baselineRows(ctx)];
+  const rows = [...await ftvRows(ctx), ...fecRows(ctx), ...baselineRows(ctx)];
   await setupRows(rows, log);
   try {
     await runRows(rows, options.runs, log);

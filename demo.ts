@@ -7,6 +7,7 @@
  */
 
 import { roundTrip } from "./client.ts";
+import type { FecMode } from "./engine/fec.ts";
 import type { Io } from "./base/io.ts";
 import { COMPONENT, Logger, type LogLevel } from "./base/log.ts";
 import {
@@ -29,6 +30,8 @@ export interface DemoOptions {
   /** Chunk size. @default {@linkcode DEMO_CHUNK_SIZE} */
   chunkSize: number;
   maxRetries: number;
+  /** Parity on the way back, so lost chunks are rebuilt without asking. @default "off" */
+  fec?: FecMode;
   mode: "demo" | "server" | "client";
   /** File to send instead of a random one. */
   file?: string;
@@ -137,6 +140,7 @@ async function demoRoundTrip(
       log,
       out: received,
       maxRetries: options.maxRetries,
+      fec: options.fec ?? "off",
     });
     log.info(
       `Transfer Successful! Time taken: ${result.seconds.toFixed(2)} seconds`,

@@ -8,6 +8,7 @@
 
 import { parseArgs } from "node:util";
 import { parseBytes } from "../base/bytes.ts";
+import { type GroupShape, parseShape } from "../engine/parity/shape.ts";
 import { UsageError } from "./exit.ts";
 
 /** How a flag's text becomes a value. */
@@ -18,7 +19,8 @@ export type FlagKind =
   | "bytes"
   | "rate"
   | "seconds"
-  | "enum";
+  | "enum"
+  | "shape";
 
 /** One command-line flag: its kind, help, default and allowed values. */
 export interface Flag<T> {
@@ -176,6 +178,26 @@ function decimal(
       throw new UsageError(`--${name} must be ${rules.must}, got "${raw}"`);
     }
     return Number(raw);
+  });
+}
+
+/**
+ * Declares a flag that takes `K+M` (groups of K chunks with M parity
+ * shards) or one of `words` (such as `off`).
+ */
+export function shape<W extends string>(
+  doc: FlagDoc & { words: readonly W[]; default: W | GroupShape },
+): Flag<W | GroupShape> {
+  const choices = [...doc.words, "K+M"];
+  return flag("shape", doc, { choices }, (raw, name) => {
+    if (raw === undefined) return doc.default;
+    const word = doc.words.find((w) => w === raw);
+    if (word !== undefined) return word;
+    try {
+      return parseShape(String(raw));
+    } catch (error) {
+      throw new UsageError(`--${name}: ${(error as Error).message}`);
+    }
   });
 }
 

@@ -26,10 +26,12 @@ import {
   orList,
   rate,
   seconds,
+  shape,
   string,
   type Values,
 } from "./flags.ts";
 import { DEFAULT_PORT } from "../protocol.ts";
+import { DEFAULT_PARITY } from "../server.ts";
 
 /** The host a server binds and a client dials unless told otherwise. */
 const DEFAULT_HOST = "localhost";
@@ -212,6 +214,14 @@ const SERVER = {
       "remove part files of uploads abandoned for this long (they count towards --max-total until then)",
     default: 86400,
   }),
+  parity: shape({
+    arg: "K+M",
+    help:
+      "keep Reed-Solomon parity beside each stored file: groups of K chunks with M parity shards, so up to M rotted chunks per group are rebuilt (M/K more disk), or off",
+    words: ["off"],
+    default: DEFAULT_PARITY,
+    shown: `${DEFAULT_PARITY.k}+${DEFAULT_PARITY.m}`,
+  }),
   verify: boolean({
     help:
       "re-hash every stored file in the background at start, report files whose bytes changed, and keep serving",
@@ -247,6 +257,15 @@ const SERVER = {
   quiet,
 } as const;
 
+/** Parity on the way (forward error correction), for send, get, client and demo. */
+const fec = shape({
+  arg: "MODE",
+  help:
+    "parity on the way, so lost or damaged chunks are rebuilt without a round trip: off, auto (added once loss is seen, sized to it) or K+M (groups of K chunks with M parity frames)",
+  words: ["off", "auto"],
+  default: "off",
+});
+
 const CLIENT = {
   file: string({ arg: "PATH", help: "file to round-trip (required)" }),
   out: string({
@@ -256,6 +275,7 @@ const CLIENT = {
   }),
   "no-fsync": noFsyncDownload,
   "max-retries": maxRetries,
+  fec,
   ...CONNECT,
 } as const;
 
@@ -279,6 +299,7 @@ const SEND = {
   }),
   ...SIMULATION,
   "max-retries": maxRetries,
+  fec,
   ...CONNECT,
 } as const;
 
@@ -295,6 +316,7 @@ const GET = {
     help: "refuse the file unless it has this digest",
     pattern: { regex: /^[0-9a-fA-F]{64}$/, needs: "64 hex digits" },
   }),
+  fec,
   ...CONNECT,
 } as const;
 
@@ -321,6 +343,7 @@ const DEMO = {
     shown: `${DEMO_CHUNK_SIZE}, small so chunks show`,
   }),
   "max-retries": maxRetries,
+  fec,
   mode: choice({
     arg: "MODE",
     help: orList(DEMO_MODES),
@@ -366,6 +389,14 @@ const PROXY = {
   delay: integer({
     arg: "MS",
     help: "stall each forwarded read this long",
+    min: 0,
+    max: 600_000,
+    default: 0,
+  }),
+  latency: integer({
+    arg: "MS",
+    help:
+      "delay every byte this long, each way, while reading goes on (a long link)",
     min: 0,
     max: 600_000,
     default: 0,

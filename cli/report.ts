@@ -59,6 +59,7 @@ export function reportFile(
       bytes: result.bytes,
       chunks: result.chunks,
       retransmittedChunks: result.retransmittedChunks,
+      rebuiltChunks: result.rebuiltChunks ?? 0,
       attempts: result.attempts,
       resumedChunks: result.resumedChunks,
       resumedBytes: result.resumedBytes,

@@ -20,6 +20,7 @@ import {
   type TransferResult,
   type TreeResult,
 } from "../client.ts";
+import type { FecMode } from "../engine/fec.ts";
 import { ErrorSimulator } from "../faults/simulator.ts";
 import { pathRefusal } from "../protocol/names.ts";
 import { rootsProblem } from "../client/walk.ts";
@@ -84,6 +85,7 @@ function transferOf(
   values: ConnectValues & {
     "max-retries": number;
     "no-fsync"?: boolean;
+    fec: FecMode;
   },
   session: Session,
 ) {
@@ -93,6 +95,7 @@ function transferOf(
     retryDelayMs: values["retry-delay"] * 1000,
     fsync: values["no-fsync"] !== true,
     compress: values.compress,
+    fec: values.fec,
     ...optional("limitRate", values["limit-rate"]),
     onProgress: session.to.progress.update,
   };

@@ -83,7 +83,7 @@ export async function openSession(target: SessionTarget): Promise<Session> {
       type: "hello",
       version: PROTOCOL_VERSION,
       agent: AGENT,
-      features: [FEATURE.zeroChunks],
+      features: [FEATURE.zeroChunks, FEATURE.fec],
     });
     const hello = await expectHello(fc, `${host}:${port}`);
     const chunkSize = hello.chunkSize ?? DEFAULT_CHUNK_SIZE;

@@ -32,6 +32,7 @@ import {
 } from "../protocol.ts";
 import type { TrustMode } from "../security/trust.ts";
 import { checkChunkSize, openSession, type Session } from "./connect.ts";
+import { AUTO_GROUP, type FecMode, fecText } from "../engine/fec.ts";
 import {
   EagerDownloads,
   EagerUploads,
@@ -71,6 +72,13 @@ export interface TransferOptions {
   onProgress?: (event: ProgressEvent) => void;
   /** Where this transfer logs. @default the client's logger */
   log?: Logger;
+  /**
+   * Parity on the way, so lost or damaged chunks are rebuilt without a
+   * round trip: `auto` (added once loss is seen, sized to it), a fixed
+   * `{ k, m }`, or `off`. Used only with a server that supports it.
+   * @default "off"
+   */
+  fec?: FecMode;
 }
 
 /** Options for {@linkcode FtvClient.send}. */
@@ -152,11 +160,14 @@ export class FtvClient implements Disposable {
   #nextId = 1;
   /** The server takes chunks of zeros as frames with no payload. */
   #zeroChunks: boolean;
+  /** The server understands parity frames and loss reports. */
+  #fec: boolean;
 
   private constructor(session: Session, log: Logger) {
     this.#fc = session.fc;
     this.chunkSize = session.chunkSize;
     this.#zeroChunks = session.features.includes(FEATURE.zeroChunks);
+    this.#fec = session.features.includes(FEATURE.fec);
     this.log = log;
     this.#forgetSignal = session.forgetSignal;
   }
@@ -206,6 +217,7 @@ export class FtvClient implements Disposable {
     }
     const name = options.as ?? basename(path);
     const compression = options.compress ?? "auto";
+    const fec = this.#fec ? options.fec ?? "off" : "off";
     const chunkSize = await chunkSizeOf(
       file,
       info.size,
@@ -222,6 +234,7 @@ export class FtvClient implements Disposable {
       ...(options.knownSha256 ? { sha256: options.knownSha256 } : {}),
       ...(info.mode === null ? {} : { mode: info.mode & MODE_MASK }),
       earlyNack: true,
+      ...(fec === "off" ? {} : { fecK: fec === "auto" ? AUTO_GROUP : fec.k }),
     });
     log.info(
       `Uploading ${path} as ${name} (${info.size} bytes, ${
@@ -239,6 +252,7 @@ export class FtvClient implements Disposable {
       ...(options.simulator ? { simulator: options.simulator } : {}),
       ...(options.onDigest ? { onDigest: options.onDigest } : {}),
       zeroChunks: this.#zeroChunks,
+      fec,
       log,
     });
     log.info(`Server verified ${name}: ${stats.sha256}`);
@@ -253,6 +267,9 @@ export class FtvClient implements Disposable {
       type: "get",
       name,
       compress: options.compress ?? "auto",
+      ...(this.#fec && (options.fec ?? "off") !== "off"
+        ? { fec: fecText(options.fec!) }
+        : {}),
     });
     const offer = await this.#fc.expect("offer");
     checkChunkSize(offer.chunkSize, offer.size);
@@ -282,6 +299,7 @@ export class FtvClient implements Disposable {
         transferId: offer.transferId,
         maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
         earlyNack: offer.earlyNack === true,
+        ...(offer.fecK === undefined ? {} : { fecK: offer.fecK }),
         ...(options.expectSha256 === undefined
           ? {}
           : { expectedSha256: options.expectSha256.toLowerCase() }),

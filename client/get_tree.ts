@@ -214,6 +214,7 @@ class TreeDownload {
           fsync: options.fsync ?? true,
           maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
           compress: options.compress ?? "auto",
+          fec: options.fec ?? "off",
           ...(options.limitRate === undefined
             ? {}
             : { limitRate: options.limitRate }),

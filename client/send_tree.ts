@@ -199,6 +199,7 @@ class TreeUpload {
           as: file.name,
           knownSha256: sha256,
           compress: this.#options.compress ?? "auto",
+          fec: this.#options.fec ?? "off",
           maxRetries: this.#options.maxRetries ?? DEFAULT_MAX_RETRIES,
           ...(this.#limiter ? { limiter: this.#limiter } : {}),
           log: quiet,

@@ -7,6 +7,7 @@
 
 import { ERROR_CODE, type ErrorCode } from "../base/errors.ts";
 import type { CompressionMode } from "../protocol.ts";
+import type { FecMode } from "../engine/fec.ts";
 import type { ProgressEvent } from "../engine/transfer.ts";
 import type { ClientOptions } from "./ftv_client.ts";
 
@@ -27,6 +28,8 @@ export interface TreeOptions extends ClientOptions {
    * get began, and the get resumes there. @default false: `out` is the copy
    */
   intoFolder?: boolean;
+  /** Parity on the way for the tree's larger files (see `SendOptions.fec`). @default "off" */
+  fec?: FecMode;
   /** Told how far the tree is, after every file. */
   onProgress?: (event: ProgressEvent) => void;
 }

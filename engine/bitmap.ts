@@ -65,11 +65,13 @@ export class ChunkBitmap {
     this.#count++;
   }
 
-  /** Clears chunk `seq` (undoing an {@linkcode add} that must not count). */
-  remove(seq: number): void {
-    if (!this.has(seq)) return;
-    this.#bits[seq >> 3]! &= ~(1 << (seq & 7));
-    this.#count--;
+  /** Clears every chunk `other` lacks (undoing adds that must not count). */
+  retainOnly(other: ChunkBitmap): void {
+    for (let seq = 0; seq < this.size; seq++) {
+      if (!this.has(seq) || other.has(seq)) continue;
+      this.#bits[seq >> 3]! &= ~(1 << (seq & 7));
+      this.#count--;
+    }
   }
 
   /** The sequence numbers not set, in order. */

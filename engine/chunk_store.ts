@@ -16,14 +16,13 @@ import { receivedMode } from "./file_mode.ts";
 import { folderOf } from "../base/paths.ts";
 import { removeIfPresent, syncFolder } from "./atomic_file.ts";
 import { bytesHeld, chunkCount, chunkLength, isAllZero } from "./chunks.ts";
-import { claimPart } from "./part_file.ts";
+import { claimPart, PartIo } from "./part_file.ts";
+import { ParityWriter } from "./parity/parity_file.ts";
 import {
-  consistentBitmap,
-  consistentTail,
   firstMissing,
   type Manifest,
   readState,
-  sameManifest,
+  resumable,
   type StoreSnapshot,
   writeState,
 } from "./resume_state.ts";
@@ -53,6 +52,13 @@ export interface ChunkStoreOptions {
    * the part file before it takes its final name.
    */
   attributes?: { mode?: number; mtimeMs?: number };
+  /**
+   * Reed-Solomon parity to keep for the finished file (see
+   * `parity/parity_file.ts`): groups of `k` chunks with `m` parity shards,
+   * computed as the chunks are hashed and written to `path` once the file
+   * has taken its final name.
+   */
+  parity?: { k: number; m: number; path: string };
 }
 
 /**
@@ -79,9 +85,7 @@ export class ChunkStore {
   readonly needsVerification: boolean;
   #resumedChunks = 0;
   #resumedBytes = 0;
-  #partSize: number;
-  #file: Deno.FsFile;
-  #position = 0;
+  #io: PartIo;
   #queue: Promise<void> = Promise.resolve();
   #failure: unknown;
   #hash: Hash = createHash("sha256");
@@ -108,6 +112,11 @@ export class ChunkStore {
   #tail = 0;
   #tailSeq = -1;
   #snapshots = 0;
+  #digest: string | undefined;
+  #parityOptions: ChunkStoreOptions["parity"];
+  #parity: ParityWriter | undefined;
+  /** Why the parity file could not be written, if it could not (the file itself is fine). */
+  parityFailure: Error | undefined;
 
   private constructor(
     path: string,
@@ -123,13 +132,13 @@ export class ChunkStore {
     this.statePath = path + STATE_SUFFIX;
     this.manifest = manifest;
     this.have = have;
-    this.#partSize = partSize;
     this.needsVerification = needsVerification;
     this.#noteResumed();
-    this.#file = file;
+    this.#io = new PartIo(file, this.partPath, partSize);
     this.#checkpointMs = options.checkpointMs ?? 1000;
     this.#fsync = options.fsync ?? true;
     this.#attributes = options.attributes;
+    this.#parityOptions = options.parity;
   }
 
   /**
@@ -157,25 +166,15 @@ export class ChunkStore {
     }
     const { file, size: partSize } = claimed;
     try {
-      const saved = await readState(path + STATE_SUFFIX);
-      let have: ChunkBitmap | undefined;
-      let needsVerification = false;
-      if (partSize <= manifest.size) {
-        if (
-          saved.status === "ok" && sameManifest(saved.state.manifest, manifest)
-        ) {
-          have = consistentBitmap(saved.state.have, manifest, partSize);
-          needsVerification = have === undefined;
-        } else if (saved.status !== "ok" && partSize > 0) {
-          needsVerification = true;
-        }
-      }
+      const resumed = resumable(
+        await readState(path + STATE_SUFFIX),
+        manifest,
+        partSize,
+      );
+      const { have, needsVerification, tail } = resumed;
       const keepPart = have !== undefined || needsVerification;
       if (!keepPart && partSize > 0) await file.truncate(0);
       const count = chunkCount(manifest.size, manifest.chunkSize);
-      const tail = have && saved.status === "ok"
-        ? consistentTail(saved.state.tail, have, manifest, partSize)
-        : 0;
       const store = new ChunkStore(
         path,
         manifest,
@@ -232,9 +231,9 @@ export class ChunkStore {
       const { size, chunkSize } = this.manifest;
       for (let seq = 0; seq < this.count; seq++) {
         const length = chunkLength(seq, size, chunkSize);
-        if (seq * chunkSize + length > this.#partSize) break;
+        if (seq * chunkSize + length > this.#io.size) break;
         const bytes = new Uint8Array(length);
-        await this.#readAt(seq * chunkSize, bytes);
+        await this.#io.readAt(seq * chunkSize, bytes);
         if (crc32(bytes) === crcs[seq]) this.have.add(seq);
       }
       this.#noteResumed();
@@ -281,9 +280,9 @@ export class ChunkStore {
       try {
         // A chunk of zeros past the part file's end stays a hole; within it,
         // the bytes there may be stale (a chunk written but never marked).
-        if (offset >= this.#partSize && isAllZero(payload)) {
-          await this.#extendTo(offset + payload.length);
-        } else await this.#writeAt(offset, payload);
+        if (offset >= this.#io.size && isAllZero(payload)) {
+          await this.#io.extendTo(offset + payload.length);
+        } else await this.#io.writeAt(offset, payload);
       } catch (error) {
         release?.(payload);
         throw error;
@@ -291,8 +290,7 @@ export class ChunkStore {
       this.have.add(seq);
       if (seq === this.#tailSeq) this.#tail = 0;
       if (seq === this.#nextToHash) {
-        this.#hash.update(payload);
-        this.#nextToHash++;
+        await this.#digestChunk(seq, payload);
         release?.(payload);
       } else if (!this.#holdAhead(seq, payload, release)) {
         release?.(payload);
@@ -341,6 +339,16 @@ export class ChunkStore {
       });
   }
 
+  /**
+   * Reads held chunk `seq` back into `into` (its length), after every write
+   * queued before: to rebuild another chunk from parity.
+   */
+  readChunk(seq: number, into: Uint8Array): Promise<void> {
+    return this.#enqueue(() =>
+      this.#io.readAt(seq * this.manifest.chunkSize, into)
+    );
+  }
+
   /** Waits for every queued write. */
   flush(): Promise<void> {
     return this.#enqueue(() => Promise.resolve());
@@ -364,7 +372,7 @@ export class ChunkStore {
         );
       }
       [this.#tail, this.#tailSeq] = [0, seq];
-      await this.#writeAt(seq * this.manifest.chunkSize, bytes);
+      await this.#io.writeAt(seq * this.manifest.chunkSize, bytes);
       this.#tail = bytes.length;
     });
   }
@@ -374,10 +382,8 @@ export class ChunkStore {
     return this.#enqueue(async () => {
       const seq = firstMissing(this.have);
       if (seq !== this.#tailSeq || this.#tail === 0) return 0;
-      await this.#readAt(
-        seq * this.manifest.chunkSize,
-        into.subarray(0, this.#tail),
-      );
+      const start = seq * this.manifest.chunkSize;
+      await this.#io.readAt(start, into.subarray(0, this.#tail));
       return this.#tail;
     });
   }
@@ -389,7 +395,7 @@ export class ChunkStore {
     await this.#checkpoint();
   }
 
-  /** What is held and hashed now, for {@linkcode rollback}; until released, no checkpoint runs in the background. */
+  /** What is held and hashed now, for {@linkcode settle}; until then, no checkpoint runs in the background. */
   snapshot(): Promise<StoreSnapshot> {
     return this.#enqueue(() => {
       this.#snapshots++;
@@ -403,24 +409,19 @@ export class ChunkStore {
     });
   }
 
-  /** Forgets every chunk and tail byte accepted since `snapshot`, then releases it. */
-  rollback(snapshot: StoreSnapshot): Promise<void> {
+  /** Ends `snapshot`: keeps what was accepted since, or (`undo`) forgets it all. */
+  settle(snapshot: StoreSnapshot, undo: boolean): Promise<void> {
     return this.#enqueue(() => {
-      for (let seq = 0; seq < this.count; seq++) {
-        if (!snapshot.have.has(seq)) this.have.remove(seq);
-      }
+      this.#snapshots--;
+      if (!undo) return Promise.resolve();
+      this.have.retainOnly(snapshot.have);
       this.#releaseAhead();
+      if (this.#parity) this.#dropParity(new Error("chunks were undone"));
       this.#hash = snapshot.hash;
       this.#nextToHash = snapshot.nextToHash;
       [this.#tail, this.#tailSeq] = [snapshot.tail, snapshot.tailSeq];
-      this.#snapshots--;
       return Promise.resolve();
     });
-  }
-
-  /** Keeps what was accepted since `snapshot`: background checkpoints resume. */
-  release(_snapshot: StoreSnapshot): void {
-    this.#snapshots--;
   }
 
   /** The SHA-256 (hex) of the whole file; every chunk must be held. */
@@ -432,7 +433,8 @@ export class ChunkStore {
           `Cannot compute digest: chunk ${this.#nextToHash} is not held`,
         );
       }
-      return this.#hash.digest("hex");
+      this.#digest ??= this.#hash.digest("hex");
+      return this.#digest;
     });
   }
 
@@ -446,19 +448,20 @@ export class ChunkStore {
     await this.flush();
     await this.#background;
     const { mode, mtimeMs } = this.#attributes ?? {};
-    await this.#extendTo(this.manifest.size); // Trailing zero chunks stay holes.
+    await this.#io.extendTo(this.manifest.size); // Trailing zero chunks stay holes.
     if (mode !== undefined) {
       await Deno.chmod(this.partPath, receivedMode(mode, folderOf(this.path)));
     }
     if (mtimeMs !== undefined) {
-      await this.#file.utime(new Date(), new Date(mtimeMs));
+      await this.#io.file.utime(new Date(), new Date(mtimeMs));
     }
-    if (this.#fsync) await this.#file.sync();
+    if (this.#fsync) await this.#io.file.sync();
     try {
       await Deno.rename(this.partPath, this.path);
       if (this.#fsync) await syncFolder(this.path);
       await removeIfPresent(this.statePath);
-      this.#finished = await this.#file.stat();
+      this.#finished = await this.#io.file.stat();
+      await this.#finishParity();
       return this.#finished;
     } finally {
       this.#close();
@@ -516,17 +519,59 @@ export class ChunkStore {
       const seq = this.#nextToHash;
       const kept = this.#ahead.get(seq);
       if (kept) {
-        this.#hash.update(kept.payload);
         this.#ahead.delete(seq);
         this.#aheadBytes -= kept.payload.length;
+        await this.#digestChunk(seq, kept.payload);
         kept.release?.(kept.payload);
       } else {
         this.#scratch ??= new Uint8Array(this.manifest.chunkSize);
         const bytes = this.#scratch.subarray(0, this.#length(seq));
-        await this.#readAt(seq * this.manifest.chunkSize, bytes);
-        this.#hash.update(bytes);
+        await this.#io.readAt(seq * this.manifest.chunkSize, bytes);
+        await this.#digestChunk(seq, bytes);
       }
-      this.#nextToHash++;
+    }
+  }
+
+  /** Feeds the next chunk, in order, to the whole-file digest and the parity. */
+  async #digestChunk(seq: number, bytes: Uint8Array): Promise<void> {
+    this.#hash.update(bytes);
+    this.#nextToHash++;
+    const wanted = this.#parityOptions;
+    if (!wanted || this.parityFailure) return;
+    try {
+      this.#parity ??= await ParityWriter.create(`${wanted.path}.tmp`, {
+        k: wanted.k,
+        m: wanted.m,
+        chunkSize: this.manifest.chunkSize,
+        size: this.manifest.size,
+      });
+      await this.#parity.add(seq, bytes);
+    } catch (error) {
+      this.#dropParity(error as Error);
+    }
+  }
+
+  /** Gives up the parity (it is only ever an extra): closes and removes its temporary. */
+  #dropParity(failure?: Error): void {
+    this.parityFailure ??= failure;
+    this.#parity?.close();
+    this.#parity = undefined;
+    if (this.#parityOptions) {
+      removeIfPresent(`${this.#parityOptions.path}.tmp`).catch(() => undefined);
+    }
+  }
+
+  /** Writes the parity file of the finished file, beside it, once it holds its name. */
+  async #finishParity(): Promise<void> {
+    const wanted = this.#parityOptions;
+    if (!wanted || !this.#parity || this.#digest === undefined) return;
+    try {
+      await this.#parity.finish(this.#digest, this.#fsync);
+      await Deno.rename(`${wanted.path}.tmp`, wanted.path);
+    } catch (error) {
+      this.#dropParity(error as Error);
+    } finally {
+      this.#parity = undefined;
     }
   }
 
@@ -534,7 +579,7 @@ export class ChunkStore {
     this.#lastCheckpoint = performance.now();
     const have = ChunkBitmap.fromBase64(this.have.toBase64(), this.count);
     const tail = this.#tail;
-    if (this.#fsync) await this.#file.syncData();
+    if (this.#fsync) await this.#io.file.syncData();
     await writeState(
       this.statePath,
       this.path + STATE_TEMP_SUFFIX,
@@ -544,55 +589,11 @@ export class ChunkStore {
     );
   }
 
-  async #seek(offset: number): Promise<void> {
-    if (this.#position !== offset) {
-      await this.#file.seek(offset, Deno.SeekMode.Start);
-      this.#position = offset;
-    }
-  }
-
-  async #writeAt(offset: number, bytes: Uint8Array): Promise<void> {
-    await this.#seek(offset);
-    let written = 0;
-    try {
-      while (written < bytes.length) {
-        written += await this.#file.write(bytes.subarray(written));
-      }
-    } finally {
-      this.#position = offset + written;
-      this.#partSize = Math.max(this.#partSize, this.#position);
-    }
-  }
-
-  /** Makes the part file at least `size` bytes long; what it grows by is a hole. */
-  async #extendTo(size: number): Promise<void> {
-    if (this.#partSize >= size) return;
-    await this.#file.truncate(size);
-    this.#partSize = size;
-  }
-
-  async #readAt(offset: number, bytes: Uint8Array): Promise<void> {
-    await this.#seek(offset);
-    let filled = 0;
-    try {
-      while (filled < bytes.length) {
-        const got = await this.#file.read(bytes.subarray(filled));
-        if (got === null) {
-          throw new Error(
-            `Cannot read ${this.partPath}: ends before byte ${offset + filled}`,
-          );
-        }
-        filled += got;
-      }
-    } finally {
-      this.#position = offset + filled;
-    }
-  }
-
   #close(): void {
     this.#releaseAhead();
+    if (this.#parity) this.#dropParity();
     if (this.#closed) return;
     this.#closed = true;
-    this.#file.close();
+    this.#io.file.close();
   }
 }

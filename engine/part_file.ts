@@ -113,3 +113,68 @@ async function lstatIfPresent(
     throw error;
   }
 }
+
+/** Positioned reads and writes on a claimed part file, which knows its size. */
+export class PartIo {
+  /** The open, claimed part file. */
+  readonly file: Deno.FsFile;
+  /** Its path, for messages. */
+  readonly path: string;
+  /** Its size: the furthest byte written or extended to. */
+  size: number;
+  #position = 0;
+
+  /** I/O on `file` (at `path`), `size` bytes long. */
+  constructor(file: Deno.FsFile, path: string, size: number) {
+    this.file = file;
+    this.path = path;
+    this.size = size;
+  }
+
+  async #seek(offset: number): Promise<void> {
+    if (this.#position !== offset) {
+      await this.file.seek(offset, Deno.SeekMode.Start);
+      this.#position = offset;
+    }
+  }
+
+  /** Writes all of `bytes` at `offset`. */
+  async writeAt(offset: number, bytes: Uint8Array): Promise<void> {
+    await this.#seek(offset);
+    let written = 0;
+    try {
+      while (written < bytes.length) {
+        written += await this.file.write(bytes.subarray(written));
+      }
+    } finally {
+      this.#position = offset + written;
+      this.size = Math.max(this.size, this.#position);
+    }
+  }
+
+  /** Makes the file at least `size` bytes long; what it grows by is a hole. */
+  async extendTo(size: number): Promise<void> {
+    if (this.size >= size) return;
+    await this.file.truncate(size);
+    this.size = size;
+  }
+
+  /** Fills `bytes` from `offset`; a file that ends first is an error. */
+  async readAt(offset: number, bytes: Uint8Array): Promise<void> {
+    await this.#seek(offset);
+    let filled = 0;
+    try {
+      while (filled < bytes.length) {
+        const got = await this.file.read(bytes.subarray(filled));
+        if (got === null) {
+          throw new Error(
+            `Cannot read ${this.path}: ends before byte ${offset + filled}`,
+          );
+        }
+        filled += got;
+      }
+    } finally {
+      this.#position = offset + filled;
+    }
+  }
+}

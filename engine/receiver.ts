@@ -12,7 +12,9 @@ import { ChunkBitmap } from "./bitmap.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import { decodeChunk } from "./compression.ts";
 import type { FramedConnection } from "../net/connection.ts";
-import type { DataFrame } from "../protocol.ts";
+import { type DataFrame, PARITY_FLAG } from "../protocol.ts";
+import { MAX_PARITY_FRAMES } from "./fec.ts";
+import { FecReceiver } from "./fec_receiver.ts";
 import type { Logger } from "../base/log.ts";
 import type { RateLimiter } from "../net/rate_limit.ts";
 import {
@@ -50,6 +52,12 @@ export interface ReceiveChunksOptions {
   earlyNack?: boolean;
   /** Told the bytes held so far and the chunk frames received in repair rounds. */
   onProgress?: (bytes: number, retransmittedChunks: number) => void;
+  /**
+   * The sender follows each group of this many chunks with parity frames:
+   * lost chunks are rebuilt from them (see `fec_receiver.ts`), and early
+   * asks wait until a group's parity has had its chance.
+   */
+  fecK?: number;
   log?: Logger;
 }
 
@@ -115,6 +123,7 @@ class ChunkReceiver {
   #pending: Promise<void>[] = [];
   #maxPending: number;
   #overdue: OverdueChunks | undefined;
+  #fec: FecReceiver | undefined;
   #round = 0;
   #retransmitted = 0;
   /** The store gives a payload back once it is written and hashed. */
@@ -136,14 +145,54 @@ class ChunkReceiver {
       64,
       Math.max(2, Math.floor(MAX_PENDING_WRITE_BYTES / chunkSize)),
     );
+    this.#fec = options.fecK === undefined ? undefined : new FecReceiver({
+      k: options.fecK,
+      transferId: options.transferId,
+      store,
+      send: (message) => fc.send(message),
+      has: (seq) => this.#counted.has(seq),
+      accept: (seq, bytes) => this.#take(seq, bytes, undefined),
+      ...(options.log ? { log: options.log } : {}),
+    });
+    // With parity, a chunk is only late once its group's parity has passed.
     this.#overdue = options.earlyNack
-      ? new OverdueChunks(store.count, chunkSize)
+      ? new OverdueChunks(
+        store.count,
+        chunkSize,
+        options.fecK === undefined
+          ? OVERDUE_DISTANCE
+          : options.fecK + MAX_PARITY_FRAMES + OVERDUE_DISTANCE,
+      )
       : undefined;
     options.onProgress?.(this.#held, 0);
   }
 
   /** Takes one data frame: checked, decoded, queued for writing. */
   async chunk(frame: DataFrame): Promise<void> {
+    if (frame.flags & PARITY_FLAG) return await this.#parity(frame);
+    await this.#chunk(frame);
+    if (this.#round === 0 && frame.seq < this.#store.count) {
+      await this.#fec?.data(frame.seq);
+    }
+  }
+
+  /** A parity frame: kept for its group when intact, else dropped. */
+  async #parity(frame: DataFrame): Promise<void> {
+    if (!this.#fec) {
+      throw new ProtocolError(
+        "Cannot accept a parity frame: none was announced",
+      );
+    }
+    if (
+      frame.intact && frame.transferId === this.#options.transferId &&
+      this.#round === 0
+    ) {
+      await this.#fec.parity(frame.seq, frame.payload);
+    }
+    this.#fc.pool.give(frame.payload);
+  }
+
+  async #chunk(frame: DataFrame): Promise<void> {
     const { log, limiter } = this.#options;
     const fc = this.#fc;
     if (this.#round > 0) this.#retransmitted++;
@@ -166,13 +215,22 @@ class ChunkReceiver {
     }
     const bytes = this.#decode(frame);
     if (bytes === undefined) return;
-    const written = this.#store.accept(
+    await this.#take(
       frame.seq,
       bytes,
       bytes === frame.payload ? this.#recycle : undefined,
     );
-    this.#progress(frame.seq, bytes.length);
     await this.#askEarly(frame.seq);
+  }
+
+  /** Queues chunk `seq` for writing (received, or rebuilt from parity) and counts it. */
+  async #take(
+    seq: number,
+    bytes: Uint8Array,
+    release: ((payload: Uint8Array) => void) | undefined,
+  ): Promise<void> {
+    const written = this.#store.accept(seq, bytes, release);
+    this.#progress(seq, bytes.length);
     written.catch(() => undefined);
     this.#pending.push(written);
     if (this.#pending.length > this.#maxPending) await this.#pending.shift();
@@ -232,6 +290,7 @@ class ChunkReceiver {
   async done(sha256: string): Promise<TransferStats | undefined> {
     const store = this.#store;
     const { log, transferId, maxRetries } = this.#options;
+    if (this.#round === 0) await this.#fec?.finish();
     await Promise.all(this.#pending.splice(0));
     await store.flush();
     log?.info("End of transmission received");
@@ -297,6 +356,7 @@ class ChunkReceiver {
       bytes: size,
       chunks: store.count,
       retransmittedChunks: this.#retransmitted,
+      rebuiltChunks: this.#fec?.rebuilt ?? 0,
       attempts: this.#round + 1,
       wireBytes: this.#fc.bytesReceived - this.#wireStart,
       resumedChunks: store.resumedChunks,
@@ -323,9 +383,16 @@ class OverdueChunks {
   #asked = new Map<number, { at: number; asks: number }>();
   #arrivals = 0;
   #reaskAfter: number;
+  #distance: number;
 
-  constructor(count: number, chunkSize: number) {
+  /**
+   * Overdue chunks of a file of `count` chunks: a chunk `distance` places
+   * behind the newest arrival is late (more than the reorder window when a
+   * group's parity must have its chance first).
+   */
+  constructor(count: number, chunkSize: number, distance = OVERDUE_DISTANCE) {
     this.#count = count;
+    this.#distance = distance;
     this.#reaskAfter = reaskAfter(chunkSize);
   }
 
@@ -349,7 +416,7 @@ class OverdueChunks {
     }
     if (seq > this.#highest) {
       this.#highest = seq;
-      const limit = Math.min(seq - OVERDUE_DISTANCE, this.#count - 1);
+      const limit = Math.min(seq - this.#distance, this.#count - 1);
       for (; this.#scanned <= limit; this.#scanned++) {
         if (
           !held.has(this.#scanned) &&

@@ -23,7 +23,7 @@ export interface Manifest {
   sha256?: string;
 }
 
-/** What `ChunkStore.rollback` restores: the hash, bitmap and tail at `ChunkStore.snapshot`. */
+/** What `ChunkStore.settle` restores on undo: the hash, bitmap and tail at `ChunkStore.snapshot`. */
 export interface StoreSnapshot {
   readonly hash: Hash;
   readonly nextToHash: number;
@@ -154,4 +154,26 @@ export function firstMissing(have: ChunkBitmap): number {
   let seq = 0;
   while (seq < have.size && have.has(seq)) seq++;
   return seq;
+}
+
+/**
+ * What of a part file of `partSize` bytes a saved state lets a transfer of
+ * `manifest` keep: the chunks held and the tail when the state describes
+ * the same file and fits the part file; `needsVerification` when a part
+ * file has no usable state (its chunks count only once checked); else
+ * nothing (the part file starts afresh).
+ */
+export function resumable(
+  saved: SavedStateRead,
+  manifest: Manifest,
+  partSize: number,
+): { have?: ChunkBitmap; needsVerification: boolean; tail: number } {
+  if (partSize > manifest.size) return { needsVerification: false, tail: 0 };
+  if (saved.status === "ok" && sameManifest(saved.state.manifest, manifest)) {
+    const have = consistentBitmap(saved.state.have, manifest, partSize);
+    if (have === undefined) return { needsVerification: true, tail: 0 };
+    const tail = consistentTail(saved.state.tail, have, manifest, partSize);
+    return { have, needsVerification: false, tail };
+  }
+  return { needsVerification: saved.status !== "ok" && partSize > 0, tail: 0 };
 }

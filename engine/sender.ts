@@ -12,11 +12,14 @@ import { ChunkReader } from "./chunk_reader.ts";
 import { ChunkCompressor, type CompressionMode } from "./compression.ts";
 import type { FramedConnection } from "../net/connection.ts";
 import type { Logger } from "../base/log.ts";
+import { type FecMode, paritySeq } from "./fec.ts";
+import { FecSender } from "./fec_sender.ts";
 import {
   CHUNK_FLAG,
   type ControlMessage,
   DATA_FRAME_OVERHEAD,
   encodeData,
+  PARITY_FLAG,
   sealDataFrame,
 } from "../protocol.ts";
 import type { RateLimiter } from "../net/rate_limit.ts";
@@ -30,6 +33,18 @@ import {
 } from "./transfer.ts";
 import { ProtocolError, RemoteError, TransferError } from "../base/errors.ts";
 import { bytesHeld, chunkCount, isAllZero } from "./chunks.ts";
+
+/**
+ * Checks the bytes of a chunk read from the file being sent, against what
+ * the sending side knows of them (e.g. per-chunk checksums stored beside
+ * the file), before they go out: it may repair them in place, and throws
+ * when they are wrong and cannot be repaired. The engine owns this
+ * interface; the server's parity store implements it.
+ */
+export interface ChunkGuard {
+  /** Checks (and repairs in place) the chunk at byte `offset` of the file. */
+  check(offset: number, bytes: Uint8Array): Promise<void>;
+}
 
 /** The payload of a zero-chunk frame. */
 const NO_BYTES = new Uint8Array(0);
@@ -58,6 +73,13 @@ export interface SendChunksOptions {
   compression?: CompressionMode;
   /** The receiver understands zero-chunk frames: chunks of zeros travel as no payload. @default false */
   zeroChunks?: boolean;
+  /** Checks (and may repair) each chunk read from the file before it is sent. */
+  guard?: ChunkGuard;
+  /**
+   * Parity frames after each group of chunks of the first round (the
+   * receiver announced `fecK` support): a fixed `K+M` or `auto`. @default "off"
+   */
+  fec?: FecMode;
   /** Told how many chunks the receiver already holds, once it says so. */
   onReady?: (heldChunks: number) => void;
   /** Told the bytes delivered so far (first sends) and the chunks sent again. */
@@ -84,7 +106,7 @@ export async function sendChunks(
   }
   const { transferId, have } = readiness;
   options.onReady?.(have.count);
-  const sender = new ChunkSender(fc, reader, transferId, options);
+  const sender = new ChunkSender(fc, reader, transferId, options, have);
   sender.progress(bytesHeld(have, size, chunkSize));
   let sha256 = options.sha256;
   if (sha256 === undefined) {
@@ -100,7 +122,8 @@ export async function sendChunks(
   const maxRounds = options.maxRounds ?? 100;
   for (;;) {
     const reply = await sender.inbox.next();
-    if (isEarlyNack(reply, transferId)) continue; // Sent before our `done` arrived: the next nack covers it.
+    // Sent before our `done` arrived: the next nack covers it.
+    if (isEarlyNack(reply, transferId) || reply.type === "loss") continue;
     if (reply.type === "verified" && reply.transferId === transferId) {
       return {
         sha256,
@@ -296,6 +319,9 @@ class ChunkSender {
   #limiter: RateLimiter | undefined;
   #compressor: ChunkCompressor | undefined;
   #zeroChunks: boolean;
+  #guard: ChunkGuard | undefined;
+  #chunkSize: number;
+  #fec: FecSender | undefined;
   #onProgress: SendChunksOptions["onProgress"];
   #delivered = 0;
 
@@ -304,6 +330,7 @@ class ChunkSender {
     reader: ChunkReader,
     transferId: number,
     options: SendChunksOptions,
+    have: ChunkBitmap,
   ) {
     this.#fc = fc;
     this.inbox = new Inbox(fc);
@@ -317,6 +344,11 @@ class ChunkSender {
       : undefined;
     this.#onProgress = options.onProgress;
     this.#zeroChunks = options.zeroChunks ?? false;
+    this.#guard = options.guard;
+    this.#chunkSize = options.chunkSize;
+    this.#fec = options.fec && options.fec !== "off"
+      ? new FecSender(options.fec, options.size, options.chunkSize, have)
+      : undefined;
   }
 
   /** Counts bytes as delivered (first sends, or chunks the receiver held). */
@@ -341,6 +373,7 @@ class ChunkSender {
       hash.update(payload);
       if (have.has(seq)) continue;
       await this.#deliver(this.#seal(frame, seq), seq);
+      await this.#sendParity(seq, payload);
       this.progress(payload.length);
       await this.#serveEarly(next);
     }
@@ -359,7 +392,7 @@ class ChunkSender {
     let next = this.#reader.prefetch(seqs[0]!);
     for (let i = 0; i < seqs.length; i++) {
       const seq = seqs[i]!;
-      const raw = await next;
+      const raw = await this.#checked(seq, await next);
       const frame = this.#seal(raw, seq);
       if (i + 1 < seqs.length) next = this.#reader.prefetch(seqs[i + 1]!);
       let written = 0;
@@ -367,6 +400,7 @@ class ChunkSender {
         if (await this.#deliver(frame, seq)) written++;
       }
       if (round === 0) {
+        await this.#sendParity(seq, raw.subarray(DATA_FRAME_OVERHEAD));
         this.progress(raw.length - DATA_FRAME_OVERHEAD);
         await this.#serveEarly(next);
       } else {
@@ -387,6 +421,10 @@ class ChunkSender {
     if (message.type === "error") {
       throw new RemoteError(message.code, message.message);
     }
+    if (message.type === "loss" && message.transferId === this.#transferId) {
+      this.#fec?.report(message.lost, message.received);
+      return this.inbox.listen();
+    }
     if (message.type !== "nack" || !isEarlyNack(message, this.#transferId)) {
       throw new ProtocolError(
         `Cannot continue sending: unexpected "${message.type}" message`,
@@ -396,15 +434,46 @@ class ChunkSender {
     this.inbox.listen();
     await reading.catch(() => undefined);
     for (const seq of message.seqs) {
-      const frame = this.#seal(await this.#reader.frameApart(seq), seq);
+      const frame = this.#seal(
+        await this.#checked(seq, await this.#reader.frameApart(seq)),
+        seq,
+      );
       if (await this.#deliver(frame, seq)) this.retransmitted++;
     }
     this.#onProgress?.(this.#delivered, this.retransmitted);
   }
 
+  /** After chunk `seq` (its original `bytes`) went out: its group's parity frames, once the group is complete. */
+  async #sendParity(seq: number, bytes: Uint8Array): Promise<void> {
+    const parity = this.#fec?.sent(seq, bytes);
+    if (!parity) return;
+    for (const [j, shard] of parity.shards.entries()) {
+      const frame = encodeData(
+        this.#transferId,
+        paritySeq(parity.group, j),
+        shard,
+        PARITY_FLAG,
+      );
+      await this.#deliver(frame, seq, `parity ${j} of group ${parity.group}`);
+    }
+  }
+
+  /** The frame of chunk `seq` once the guard (if any) has checked its payload. */
+  async #checked(seq: number, frame: Uint8Array): Promise<Uint8Array> {
+    await this.#guard?.check(
+      seq * this.#chunkSize,
+      frame.subarray(DATA_FRAME_OVERHEAD),
+    );
+    return frame;
+  }
+
   /** Writes a sealed frame, unless the simulator loses or damages it; false when lost. */
-  async #deliver(frame: Uint8Array, seq: number): Promise<boolean> {
-    const fate = this.#simulator?.fate(seq) ?? "deliver";
+  async #deliver(
+    frame: Uint8Array,
+    seq: number,
+    what = `chunk ${seq}`,
+  ): Promise<boolean> {
+    const fate = this.#simulator?.fate(seq, what) ?? "deliver";
     if (fate === "lose") return false;
     if (fate === "corrupt") {
       const damaged = frame.slice();

@@ -40,8 +40,8 @@ export type ChunkFate = "deliver" | "lose" | "corrupt";
 export interface ChunkFaults {
   /** The order in which chunks `seqs` are sent. */
   order(seqs: readonly number[]): number[];
-  /** What happens to chunk `seq` this time it is sent. */
-  fate(seq: number): ChunkFate;
+  /** What happens to chunk `seq` (or the frame `what` names) this time it is sent. */
+  fate(seq: number, what?: string): ChunkFate;
   /** Damages `bytes` in place (a chunk whose fate is `corrupt`). */
   corrupt(bytes: Uint8Array): void;
 }
@@ -56,6 +56,8 @@ export interface TransferStats {
   chunks: number;
   /** Chunk frames sent (sender) or received (receiver) in repair rounds. */
   retransmittedChunks: number;
+  /** Chunks the receiver rebuilt from parity instead of asking again. */
+  rebuiltChunks?: number;
   /** Transmission rounds: 1 plus the repair rounds used. */
   attempts: number;
   /** Bytes this side put on (sender) or took off (receiver) the wire for this transfer. */

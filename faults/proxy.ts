@@ -6,7 +6,8 @@
  * Each direction of a connection is cut, by stream offset, into 1460-byte
  * packets (one Ethernet MSS). A packet may get one bit flipped (`flipRate`)
  * or be dropped from the stream (`dropRate`); every read may be stalled
- * (`delayMs`); a connection may be cut after some bytes (`cutAfterBytes`).
+ * (`delayMs`), or every byte delayed while reading goes on (`latencyMs`);
+ * a connection may be cut after some bytes (`cutAfterBytes`).
  * Because faults are placed by stream offset with a seeded generator per
  * connection and direction, the same seed gives the same damage however the
  * kernel happens to split the reads.
@@ -15,6 +16,7 @@
  */
 
 import { COMPONENT, Logger } from "../base/log.ts";
+import { DelayLine } from "./delay_line.ts";
 import { Rng } from "./rng.ts";
 
 /** Bytes in one packet, the unit that faults apply to. */
@@ -37,8 +39,14 @@ export interface FaultProxyOptions {
   flipRate?: number;
   /** Probability per packet that its bytes are dropped from the stream. @default 0 */
   dropRate?: number;
-  /** Milliseconds each forwarded read is held back. @default 0 */
+  /** Milliseconds each forwarded read is held back (which also slows the link). @default 0 */
   delayMs?: number;
+  /**
+   * Milliseconds each byte takes through the proxy, each way, as on a long
+   * link: reading goes on meanwhile, so it costs latency, not throughput.
+   * @default 0
+   */
+  latencyMs?: number;
   /** Close a connection once it has forwarded this many bytes, both directions counted. Never when undefined. */
   cutAfterBytes?: number;
   /** Seed for reproducible damage; drawn from the system when undefined. */
@@ -142,6 +150,7 @@ interface Settings {
   flipRate: number;
   dropRate: number;
   delayMs: number;
+  latencyMs: number;
   cutAfterBytes: number;
   log: Logger;
 }
@@ -169,6 +178,7 @@ function settingsOf(options: FaultProxyOptions): Settings {
     flipRate: rate("flipRate", options.flipRate),
     dropRate: rate("dropRate", options.dropRate),
     delayMs,
+    latencyMs: options.latencyMs ?? 0,
     cutAfterBytes: cut,
     log: options.log ?? new Logger(COMPONENT.proxy),
   };
@@ -330,34 +340,54 @@ class Link {
     closeQuietly(this.#server);
   }
 
-  /** Copies `from` to `to`, damaged, then passes the end of stream on. */
+  /**
+   * Copies `from` to `to`, damaged (and delayed by the latency, if any),
+   * then passes the end of stream on.
+   */
   async #pump(
     from: Deno.Conn,
     to: Deno.Conn,
     damage: StreamDamage,
   ): Promise<void> {
+    const { settings, stats } = this.#context;
     const buffer = new Uint8Array(READ_BUFFER_BYTES);
+    const forward = async (bytes: Uint8Array) => {
+      await writeAll(to, bytes);
+      stats.bytes += bytes.length;
+    };
+    const line = settings.latencyMs > 0
+      ? new DelayLine(settings.latencyMs, this.#abort.signal)
+      : undefined;
+    const draining = line?.drain(forward).catch((error) => this.#failed(error));
     try {
       for (;;) {
         const n = await from.read(buffer);
         if (n === null) break;
-        if (this.#context.settings.delayMs > 0) await this.#stall();
+        if (settings.delayMs > 0) await this.#stall();
         if (this.#closed) return;
         const bytes = this.#withinBudget(damage.apply(buffer.subarray(0, n)));
-        await writeAll(to, bytes);
-        this.#context.stats.bytes += bytes.length;
-        if (this.#forwarded >= this.#context.settings.cutAfterBytes) {
+        if (line) await line.push(bytes);
+        else await forward(bytes);
+        if (this.#forwarded >= settings.cutAfterBytes) {
+          line?.end();
+          await draining;
           return this.#cut();
         }
       }
-      await to.closeWrite();
+      line?.end();
+      await draining;
+      if (!this.#closed) await to.closeWrite();
     } catch (error) {
-      if (this.#closed) return;
-      this.#context.settings.log.info(
-        `Connection ${this.id} failed: ${describe(error)}`,
-      );
-      this.close();
+      this.#failed(error);
     }
+  }
+
+  #failed(error: unknown): void {
+    if (this.#closed) return;
+    this.#context.settings.log.info(
+      `Connection ${this.id} failed: ${describe(error)}`,
+    );
+    this.close();
   }
 
   /** Trims `bytes` to what the cut budget allows, and spends it. */

@@ -68,14 +68,14 @@ export class ErrorSimulator implements ChunkFaults {
   }
 
   /** Draws the fate of chunk `seq` and logs any damage. */
-  fate(seq: number): ChunkFate {
+  fate(seq: number, what = `chunk ${seq}`): ChunkFate {
     const draw = this.#rng.next();
     if (draw >= this.errorRate) return "deliver";
     if (draw < this.errorRate / 2) {
-      this.#log?.info(`Simulating packet loss for chunk ${seq}`);
+      this.#log?.info(`Simulating packet loss for ${what}`);
       return "lose";
     }
-    this.#log?.info(`Simulating data corruption for chunk ${seq}`);
+    this.#log?.info(`Simulating data corruption for ${what}`);
     return "corrupt";
   }
 

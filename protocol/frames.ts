@@ -26,10 +26,19 @@ export const DEFAULT_PORT = 9999;
  */
 export const CHUNK_FLAG = { raw: 0, zstd: 1, gzip: 2, zeros: 3 } as const;
 
+/**
+ * The flag bit of a parity frame: its payload is Reed-Solomon parity shard
+ * `seq & 0xff` of group `seq >>> 8` (groups of the transfer's `fecK` data
+ * chunks), which rebuilds lost data chunks without a round trip.
+ */
+export const PARITY_FLAG = 0x80;
+
 /** Optional abilities a peer lists in its hello's `features`. */
 export const FEATURE = {
   /** Understands {@linkcode CHUNK_FLAG.zeros}. */
   zeroChunks: "zero-chunks",
+  /** Understands parity frames and `loss` reports (forward error correction). */
+  fec: "fec",
 } as const;
 
 /** Frame kinds on the wire. */

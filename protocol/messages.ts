@@ -77,6 +77,11 @@ export type PutMessage =
     sha256?: string;
     /** The sender serves an early `nack` (round 0) during its first round. */
     earlyNack?: boolean;
+    /**
+     * The sender adds parity frames for groups of this many chunks; the
+     * receiver rebuilds from them and sends `loss` reports.
+     */
+    fecK?: number;
   }
   | PutFields & {
     /**
@@ -102,7 +107,15 @@ export type GetMessage =
     compress?: CompressionMode;
   }
   & (
-    | { eager?: false; maxRetries?: number }
+    | {
+      eager?: false;
+      maxRetries?: number;
+      /**
+       * Parity wanted on the way: `auto` (added when loss is reported,
+       * sized to it) or `K+M`. Only to a server whose hello lists `fec`.
+       */
+      fec?: string;
+    }
     | {
       /**
        * A file of at most one chunk, wanted at once: the server answers with
@@ -144,8 +157,22 @@ export type ControlMessage =
     mode?: number;
     /** The sender serves an early `nack` (round 0) during its first round. */
     earlyNack?: boolean;
+    /** The sender adds parity frames for groups of this many chunks. */
+    fecK?: number;
   }
   | { type: "ready"; transferId: number; have: string; verifyPart?: boolean }
+  | {
+    /**
+     * The receiver's count of data chunks lost or damaged on the way (before
+     * any rebuild) among those received, since its last report: sent once
+     * per group during the first round when parity was announced, so the
+     * sender can size its parity to the loss (`fec` auto).
+     */
+    type: "loss";
+    transferId: number;
+    lost: number;
+    received: number;
+  }
   | { type: "sums"; transferId: number; crc32: string }
   | { type: "done"; transferId: number; sha256: string }
   | {
@@ -231,6 +258,7 @@ const CONTROL_FIELDS: { [T in ControlType]: Record<string, FieldKind> } = {
   },
   ready: { transferId: "number", have: "string" },
   sums: { transferId: "number", crc32: "string" },
+  loss: { transferId: "number", lost: "number", received: "number" },
   done: { transferId: "number", sha256: "string" },
   nack: { transferId: "number", seqs: "object", round: "number" },
   verified: { transferId: "number", sha256: "string", bytes: "number" },
@@ -248,15 +276,21 @@ const CONTROL_FIELDS: { [T in ControlType]: Record<string, FieldKind> } = {
 /** Optional fields: checked only when present. */
 const OPTIONAL_FIELDS: { [T in ControlType]?: Record<string, FieldKind> } = {
   hello: { chunkSize: "number", challenge: "string", features: "object" },
-  get: { maxRetries: "number", compress: "string", eager: "boolean" },
+  get: {
+    maxRetries: "number",
+    compress: "string",
+    eager: "boolean",
+    fec: "string",
+  },
   put: {
     sha256: "string",
     mode: "number",
     eager: "boolean",
     transferId: "number",
     earlyNack: "boolean",
+    fecK: "number",
   },
-  offer: { mode: "number", earlyNack: "boolean" },
+  offer: { mode: "number", earlyNack: "boolean", fecK: "number" },
   ready: { verifyPart: "boolean" },
   verified: { held: "boolean" },
   list: { prefix: "string", offset: "number" },
@@ -328,6 +362,7 @@ export function parseControl(json: Uint8Array): ControlMessage {
     throw new ProtocolError(`Cannot parse "${type}" message: ${problem}`);
   }
   if (type === "nack") checkSeqList(value.seqs);
+  if (value.fecK !== undefined) checkFecK(value.fecK);
   if (type === "hello" && value.features !== undefined) {
     checkFeatures(value.features);
   }
@@ -335,6 +370,7 @@ export function parseControl(json: Uint8Array): ControlMessage {
   if (type === "get" && value.compress !== undefined) {
     checkCompression(value.compress);
   }
+  if (type === "get" && value.fec !== undefined) checkFec(value.fec);
   if (type === "listing") {
     checkEntryList(value.files, "files", FILE_ENTRY_FIELDS, {
       mode: "number",
@@ -422,6 +458,26 @@ function checkFeatures(features: unknown): void {
   ) {
     throw new ProtocolError(
       'Cannot parse "hello" message: "features" must be a list of names',
+    );
+  }
+}
+
+/** Parity groups hold 1 to 254 data chunks (a group and its parity fit in 255 shards). */
+function checkFecK(k: unknown): void {
+  if (!Number.isSafeInteger(k) || (k as number) < 1 || (k as number) > 254) {
+    throw new ProtocolError(
+      'Cannot parse message: "fecK" must be a whole number from 1 to 254',
+    );
+  }
+}
+
+/** A `get`'s `fec`: `off`, `auto` or `K+M`. */
+function checkFec(fec: unknown): void {
+  if (typeof fec !== "string" || !/^(off|auto|\d{1,3}\+\d{1,3})$/.test(fec)) {
+    throw new ProtocolError(
+      `Cannot parse "get" message: "fec" must be off, auto or K+M, got ${
+        JSON.stringify(fec)
+      }`,
     );
   }
 }

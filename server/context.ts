@@ -8,6 +8,7 @@
 import type { Logger } from "../base/log.ts";
 import type { ChunkFaults } from "../engine/transfer.ts";
 import type { Catalog } from "./catalog.ts";
+import type { ParityStore } from "./parity_store.ts";
 
 /** Most repair rounds the server grants one transfer. */
 export const MAX_SERVER_ROUNDS = 100;
@@ -24,6 +25,8 @@ export interface StoreLimits {
 export interface ServerContext {
   /** The stored files. */
   readonly catalog: Catalog;
+  /** Their parity (none when the server keeps no parity). */
+  readonly parity: ParityStore;
   /** Chunk size for files this server sends. */
   readonly chunkSize: number;
   /** Faults injected into outgoing chunks (`--simulate-errors`). */

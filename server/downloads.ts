@@ -6,7 +6,12 @@
  * @module
  */
 
-import { ERROR_CODE, refusal, RemoteError } from "../base/errors.ts";
+import {
+  ERROR_CODE,
+  refusal,
+  RemoteError,
+  TransferError,
+} from "../base/errors.ts";
 import { chunkSizeOf } from "../engine/chunk_reader.ts";
 import { chunkCount } from "../engine/chunks.ts";
 import { ChunkCompressor } from "../engine/compression.ts";
@@ -20,6 +25,8 @@ import {
   type GetMessage,
 } from "../protocol.ts";
 import { pathRefusal } from "../protocol/names.ts";
+import { AUTO_GROUP, type FecMode } from "../engine/fec.ts";
+import { parseShape } from "../engine/parity/shape.ts";
 import { damagedRefusal } from "./catalog.ts";
 import { MAX_SERVER_ROUNDS, type ServerContext } from "./context.ts";
 import { refuse } from "./refuse.ts";
@@ -51,7 +58,22 @@ export async function sendDownload(
     compression,
     ctx.chunkSize,
   );
-  await fc.send({ ...offerOf(transferId, entry, chunkSize), earlyNack: true });
+  let fec: FecMode;
+  try {
+    fec = fecModeOf(get);
+  } catch (error) {
+    return refuse(
+      ctx,
+      fc,
+      refusal(ERROR_CODE.badRequest, (error as Error).message),
+      what,
+    );
+  }
+  await fc.send({
+    ...offerOf(transferId, entry, chunkSize),
+    earlyNack: true,
+    ...(fec === "off" ? {} : { fecK: fec === "auto" ? AUTO_GROUP : fec.k }),
+  });
   log.info(`File split into ${chunkCount(entry.size, chunkSize)} chunks`);
   try {
     const stats = await sendChunks(fc, file, {
@@ -62,6 +84,13 @@ export async function sendDownload(
       compression,
       simulator: ctx.faults,
       zeroChunks: ctx.zeroChunks === true,
+      fec,
+      guard: await ctx.parity.guardFor(
+        get.name,
+        catalog.pathOf(get.name),
+        entry.sha256,
+        log,
+      ),
       maxRounds: MAX_SERVER_ROUNDS,
       log,
     });
@@ -69,14 +98,33 @@ export async function sendDownload(
       `Sent ${entry.name} to ${fc.peer}: verified after ${stats.attempts} round(s)`,
     );
   } catch (error) {
-    if (!(error instanceof RemoteError)) throw error;
-    if (error.code !== ERROR_CODE.digestMismatch) {
-      log.warn(`Client declined ${entry.name}: ${error.message}`);
-      return;
-    }
-    log.error(`Client gave up on ${entry.name}: ${error.message}`);
-    await recheckAfterMismatch(ctx, get.name);
+    await endedEarly(ctx, fc, get.name, error);
   }
+}
+
+/**
+ * A download that ended without `verified`: the parity guard found a chunk
+ * it could not rebuild, the client declined, or the client's whole-file
+ * check failed (then the file is checked again). Anything else is thrown.
+ */
+async function endedEarly(
+  ctx: ServerContext,
+  fc: FramedConnection,
+  name: string,
+  error: unknown,
+): Promise<void> {
+  const { log } = ctx;
+  if (error instanceof TransferError) {
+    log.error(error.message);
+    await fc.sendError(ERROR_CODE.damaged, error.message);
+    return await recheckAfterMismatch(ctx, name);
+  }
+  if (!(error instanceof RemoteError)) throw error;
+  if (error.code !== ERROR_CODE.digestMismatch) {
+    return log.warn(`Client declined ${name}: ${error.message}`);
+  }
+  log.error(`Client gave up on ${name}: ${error.message}`);
+  await recheckAfterMismatch(ctx, name);
 }
 
 /**
@@ -165,4 +213,11 @@ function offerOf(
     mtimeMs: entry.mtimeMs,
     ...(entry.mode === undefined ? {} : { mode: entry.mode }),
   };
+}
+
+/** The parity a `get` asked for (its form was checked by the codec; a `K+M` over 255 shards throws). */
+function fecModeOf(get: GetMessage): FecMode {
+  const asked = get.eager ? undefined : get.fec;
+  if (asked === undefined || asked === "off") return "off";
+  return asked === "auto" ? "auto" : parseShape(asked);
 }

@@ -8,6 +8,7 @@
 
 import type { Logger } from "../base/log.ts";
 import type { Catalog } from "./catalog.ts";
+import type { ParityStore } from "./parity_store.ts";
 import { sweepParts } from "./part_sweeper.ts";
 import { checkStore } from "./store_check.ts";
 
@@ -33,6 +34,7 @@ export interface Housekeeping {
 /** Starts sweeping (at once, then every quarter of the time to live, at most hourly) and the store check. */
 export function startHousekeeping(
   catalog: Catalog,
+  parity: ParityStore,
   options: HousekeepingOptions,
 ): Housekeeping {
   const { log } = options;
@@ -61,7 +63,9 @@ export function startHousekeeping(
     sweep,
     Math.min(MAX_SWEEP_INTERVAL_MS, Math.max(1000, options.partTtlMs / 4)),
   );
-  if (options.verify) track(checkStore(catalog, log, stopping.signal));
+  if (options.verify) {
+    track(checkStore(catalog, parity, log, stopping.signal));
+  }
   return {
     async stop() {
       clearInterval(timer);

@@ -169,7 +169,7 @@ async function handshake(
     version: PROTOCOL_VERSION,
     agent: AGENT,
     chunkSize,
-    features: [FEATURE.zeroChunks],
+    features: [FEATURE.zeroChunks, FEATURE.fec],
     ...(challenge ? { challenge } : {}),
   });
   const features = hello.features ?? [];

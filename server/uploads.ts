@@ -103,6 +103,7 @@ async function receiveIntoStore(
   }, {
     fsync: ctx.fsync,
     attributes: { mode: put.mode, mtimeMs: put.mtimeMs },
+    parity: await ctx.parity.forUpload(put.name),
   });
   if (!claimed.ok) {
     return refuse(
@@ -123,9 +124,15 @@ async function receiveIntoStore(
       transferId: ctx.nextTransferId(),
       maxRetries: Math.min(put.maxRetries, MAX_SERVER_ROUNDS),
       earlyNack: put.earlyNack === true,
+      ...(put.fecK === undefined ? {} : { fecK: put.fecK }),
       log,
     });
     await catalog.record(put.name, stats.sha256, store.finished!);
+    if (store.parityFailure) {
+      log.warn(
+        `Cannot keep parity for ${put.name}: ${store.parityFailure.message}`,
+      );
+    }
     log.info(`File received and saved as ${put.name}`);
     log.info(`Calculated checksum: ${stats.sha256}`);
   } catch (error) {
@@ -200,6 +207,7 @@ export async function receiveEagerUpload(
     return refuse(ctx, fc, noSpace(put.name), what);
   }
   if (stored) return refuse(ctx, fc, stored, what);
+  await ctx.parity.remove(put.name); // Parity of a file it replaced; the store check adds new.
   tree.files++;
   tree.bytes += put.size;
   log.debug(`Stored ${put.name} (${put.size} bytes, SHA-256 ${sha256})`);

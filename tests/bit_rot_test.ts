@@ -55,7 +55,7 @@ async function stored(tmp: TempDir, port: number, size: number) {
 Deno.test("a rotted file fails one download, is listed damaged, refused at once, and repaired by a re-send", async () => {
   await using tmp = await tempDir();
   const dir = tmp.join("srv");
-  await using server = await spawnServer(["--dir", dir]);
+  await using server = await spawnServer(["--dir", dir, "--parity", "off"]);
   const { source, digest } = await stored(tmp, server.port, 2 * MiB + 5);
   await rot(`${dir}/good.bin`, MiB + 3);
 
@@ -117,7 +117,7 @@ Deno.test("a rotted file fails one download, is listed damaged, refused at once,
 Deno.test("a rotted small file of a folder is refused as damaged, not served", async () => {
   await using tmp = await tempDir();
   const dir = tmp.join("srv");
-  await using server = await spawnServer(["--dir", dir]);
+  await using server = await spawnServer(["--dir", dir, "--parity", "off"]);
   await Deno.mkdir(tmp.join("tree"));
   await writeRandomFile(tmp.join("tree/small.bin"), 3000);
   const sent = await cli(server.port, "send", tmp.join("tree"));
@@ -137,7 +137,7 @@ Deno.test("server --verify re-hashes the store at start, names what rotted, and 
   await using tmp = await tempDir();
   const dir = tmp.join("srv");
   {
-    await using first = await spawnServer(["--dir", dir]);
+    await using first = await spawnServer(["--dir", dir, "--parity", "off"]);
     await stored(tmp, first.port, MiB + 11);
     await writeRandomFile(tmp.join("other.bin"), 4096);
     assert.equal(
@@ -146,12 +146,21 @@ Deno.test("server --verify re-hashes the store at start, names what rotted, and 
     );
   }
   await rot(`${dir}/good.bin`, 7);
-  await using server = await spawnServer(["--dir", dir, "--verify"]);
+  await using server = await spawnServer([
+    "--dir",
+    dir,
+    "--verify",
+    "--parity",
+    "off",
+  ]);
   await pollUntil(() => /Store check done/.test(server.log()), {
     what: "the store check to finish",
   });
   assert.match(server.log(), /Store check: good\.bin is damaged/);
-  assert.match(server.log(), /2 file\(s\), .*1 intact, 0 recorded, 1 damaged/);
+  assert.match(
+    server.log(),
+    /2 file\(s\), .*1 intact, 0 recorded, 0 repaired from parity, 1 damaged/,
+  );
   const files = await listed(server.port);
   assert.deepEqual(
     files.map((f) => [f.name, f.damaged ?? false]),

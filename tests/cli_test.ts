@@ -362,6 +362,7 @@ const BAD: Record<FlagKind, (name: string) => string[]> = {
   rate: (name) => [`--${name}`, "1.5"],
   seconds: (name) => [`--${name}`, "0"],
   enum: (name) => [`--${name}`, "sideways"],
+  shape: (name) => [`--${name}`, "16+0"],
 };
 
 Deno.test("every flag in the table appears in its command's --help", async (t) => {

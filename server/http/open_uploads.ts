@@ -74,9 +74,10 @@ export class OpenUploads {
 
   async #claim(record: UploadRecord): Promise<Outcome<ChunkStore>> {
     const { catalog, fsync } = this.#ctx;
-    const claim = () =>
+    const claim = async () =>
       ChunkStore.claim(catalog.pathOf(record.name), manifestOf(record), {
         fsync,
+        parity: await this.#ctx.parity.forUpload(record.name),
         attributes: {
           ...(record.mode === undefined ? {} : { mode: record.mode }),
           ...(record.mtimeMs === undefined ? {} : { mtimeMs: record.mtimeMs }),

@@ -22,6 +22,7 @@ import { writeBody } from "./body_sink.ts";
 import { etagOf, reprDigest } from "./download.ts";
 import { type Exchange, refused } from "./exchange.ts";
 import { clientSha256 } from "./fields.ts";
+import { warnParity } from "./upload_resource.ts";
 import { HTTP_FAILURE, httpFailure } from "./status.ts";
 
 /** Answers `PUT` of `name` (already a legal name). */
@@ -83,14 +84,14 @@ async function freshStore(
   size: number,
   sha256: string | undefined,
 ): Promise<Outcome<ChunkStore>> {
-  const claim = () =>
+  const claim = async () =>
     ChunkStore.claim(ex.ctx.catalog.pathOf(name), {
       name,
       size,
       chunkSize: ex.ctx.chunkSize,
       mtimeMs: Date.now(),
       ...(sha256 === undefined ? {} : { sha256 }),
-    }, { fsync: ex.ctx.fsync });
+    }, { fsync: ex.ctx.fsync, parity: await ex.ctx.parity.forUpload(name) });
   const claimed = await claim();
   if (!claimed.ok) return claimed;
   if (claimed.value.heldBytes === 0 && !claimed.value.needsVerification) {
@@ -148,6 +149,7 @@ async function receiveInto(
   }
   await store.finalize();
   await ctx.catalog.record(name, sha256, store.finished!);
+  warnParity(ex, store);
   await ctx.catalog.flush();
   ctx.log.info(`File received over HTTP and saved as ${name}`);
   ctx.log.info(`Calculated checksum: ${sha256}`);

@@ -317,7 +317,7 @@ async function appendBody(
     const matches = written.end === "complete" &&
       hash.digest().equals(checksum.digest);
     if (!matches) {
-      await store.rollback(snapshot);
+      await store.settle(snapshot, true);
       await store.checkpoint();
       return {
         ok: false,
@@ -329,7 +329,7 @@ async function appendBody(
         ),
       };
     }
-    store.release(snapshot);
+    await store.settle(snapshot, false);
   }
   await store.checkpoint();
   return endOf(written.end, store.heldBytes, store.manifest.size);
@@ -385,6 +385,7 @@ async function finish(
   }
   await store.finalize();
   await catalog.record(record.name, sha256, store.finished!);
+  warnParity(ex, store);
   await ex.http.records.remove(record.id);
   await catalog.flush();
   log.info(`File received over HTTP and saved as ${record.name}`);
@@ -417,4 +418,13 @@ export function announcedName(
   const refused = pathRefusal(name);
   if (refused) return { ok: false, refusal: refused };
   return { ok: true, value: { name, metadata: raw ?? undefined } };
+}
+
+/** Logs why a stored file has no parity, when its parity could not be kept. */
+export function warnParity(ex: Exchange, store: ChunkStore): void {
+  if (store.parityFailure) {
+    ex.ctx.log.warn(
+      `Cannot keep parity for ${store.manifest.name}: ${store.parityFailure.message}`,
+    );
+  }
 }

@@ -145,10 +145,12 @@ function sendRow(
   label: string,
   extra: string[],
   load: Load = fileLoad(ctx.source, STORED),
+  serverFlags: string[] = [],
 ): Row {
   const sendDir = `${ctx.work}/ftv-send`;
   const row = ftvRow(ctx, id, label, {
     serverDir: () => freshDir(sendDir),
+    serverFlags,
     clientArgs: (port) => [
       "send",
       load.path,
@@ -310,6 +312,13 @@ export async function ftvRows(ctx: Context): Promise<Row[]> {
     const label = `ftv send, ${formatBytes(ctx.log!.size)} log text`;
     const load = fileLoad(ctx.log!, "log.txt", "text");
     rows.push(sendRow(ctx, "send-log", label, [], load));
+  }
+  if (want("send-noparity")) {
+    const label = "ftv send, server keeping no parity";
+    const load = fileLoad(ctx.source, STORED);
+    rows.push(
+      sendRow(ctx, "send-noparity", label, [], load, ["--parity", "off"]),
+    );
   }
   if (want("get")) rows.push(getRow(ctx, "get", "ftv get", [], []));
   if (want("send-tls")) rows.push(tlsRow(ctx));

@@ -48,6 +48,7 @@ import {
   type Usage,
 } from "./ftv.ts";
 import { ftvRows } from "./ftv_rows.ts";
+import { fecRows } from "./fec_rows.ts";
 import { baselineRows } from "./baselines.ts";
 import { httpRows } from "./http_rows.ts";
 import { type Options, parseOptions } from "./options.ts";
@@ -157,6 +158,7 @@ async function bench(options: Options, work: string): Promise<void> {
   const busyBefore = await cpuBusy();
   const rows = [
     ...await ftvRows(ctx),
+    ...fecRows(ctx),
     ...httpRows(ctx),
     ...baselineRows(ctx),
   ];

@@ -12,6 +12,12 @@ import type { Row, Sample, Workload } from "./rows.ts";
 
 /** Targets printed beside their ratios. */
 const TARGET = {
+  /** `get --fec auto` time to verified / `--fec off`'s, on the lossy link, at most. */
+  fecAutoVsOff: 0.8,
+  /** `get --fec auto` / `get` throughput on a clean link, at least. */
+  fecClean: 0.97,
+  /** `send` to a server writing parity / to one writing none, at least. */
+  parityWrite: 0.9,
   /** `send` (auto) throughput / `send --compress none` throughput, at least. */
   autoVsNone: 0.95,
   /** ftv's time / rsync's time for the tree, at most. */
@@ -154,6 +160,29 @@ function pairRatios(summaries: Summary[], noFsync: boolean): Ratio[] {
   );
   pair(`get error-rate ${ERROR_RATE} / clean get (goodput)`, "get-err", "get");
   pair("N clients aggregate / one client", "clients-n", "clients");
+  // Same bytes, so off's rate / auto's rate is auto's time / off's time.
+  pair(
+    "get --fec auto / off, time to verified (lossy link)",
+    "get-fec-off",
+    "get-fec-auto",
+    {
+      text: `<= ${TARGET.fecAutoVsOff}x`,
+      met: (value) => value <= TARGET.fecAutoVsOff,
+    },
+  );
+  pair(
+    "get --fec auto / get, clean link (throughput)",
+    "get-fec-clean",
+    "get",
+    {
+      text: `>= ${TARGET.fecClean}x`,
+      met: (value) => value >= TARGET.fecClean,
+    },
+  );
+  pair("send, parity kept / none (throughput)", "send", "send-noparity", {
+    text: `>= ${TARGET.parityWrite}x`,
+    met: (value) => value >= TARGET.parityWrite,
+  });
   pair("send --compress auto / none (throughput)", "send", "send-none", {
     text: `>= ${TARGET.autoVsNone}x`,
     met: (value) => value >= TARGET.autoVsNone,
@@ -284,6 +313,16 @@ export function printReport(
   for (const s of retrans) {
     lines.push(
       `${s.label}: chunks retransmitted per run ${s.retransmitted!.join(", ")}`,
+    );
+  }
+  for (const s of summaries) {
+    const rounds = s.samples.flatMap((sample) => sample.attempts ?? []);
+    if (rounds.length === 0) continue;
+    const clean = rounds.filter((attempts) => attempts === 1).length;
+    lines.push(
+      `${s.label}: ${clean} of ${rounds.length} runs with no repair round (rounds per run ${
+        rounds.join(", ")
+      })`,
     );
   }
   const skipped = summaries.filter((s) => s.skipped);

@@ -91,6 +91,8 @@ export interface Sample {
   ftvSeconds?: number;
   /** Chunks sent again in repair rounds. */
   retransmitted?: number;
+  /** Rounds to verified (1: no repair round). */
+  attempts?: number;
   /** Bytes ftv put on the wire / bytes it moved, as it reported them. */
   wireShare?: number;
 }

@@ -38,6 +38,8 @@ export type {
 } from "./client.ts";
 export { getTree, sendTree, walkTree } from "./client.ts";
 export type { CompressionMode } from "./engine/compression.ts";
+export type { FecMode } from "./engine/fec.ts";
+export type { GroupShape } from "./engine/parity/shape.ts";
 export type {
   TreeEntry,
   TreeFile,

@@ -23,7 +23,7 @@ import {
   cancelById,
   createAnnounced,
   findUpload,
-  uploadState,
+  uploadById,
 } from "./upload_resource.ts";
 import type { UploadRecord } from "./upload_records.ts";
 
@@ -118,17 +118,15 @@ export async function draftCreate(ex: Exchange): Promise<Response> {
 /** `HEAD /uploads/<id>`: the offset. */
 export async function draftHead(ex: Exchange, id: string): Promise<Response> {
   const what = `resume upload ${id}`;
-  const found = await findUpload(ex, id);
+  const found = await uploadById(ex, id);
   if (!found.ok) return fail(ex, found.refusal, what);
-  const record = found.value;
-  const state = await uploadState(ex, record);
-  if (!state.ok) return fail(ex, state.refusal, what);
+  const { record, state } = found.value;
   return new Response(null, {
     status: 204,
     headers: {
       ...common(ex),
-      "Upload-Offset": String(state.value.offset),
-      "Upload-Complete": state.value.offset === record.length ? "?1" : "?0",
+      "Upload-Offset": String(state.offset),
+      "Upload-Complete": state.offset === record.length ? "?1" : "?0",
       "Upload-Length": String(record.length),
       "Cache-Control": "no-store",
     },

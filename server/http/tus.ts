@@ -25,7 +25,7 @@ import {
   createAnnounced,
   expiresFromNow,
   findUpload,
-  uploadState,
+  uploadById,
 } from "./upload_resource.ts";
 import type { UploadRecord } from "./upload_records.ts";
 
@@ -126,16 +126,14 @@ export async function tusCreate(ex: Exchange): Promise<Response> {
 /** `HEAD /uploads/<id>`: the offset. */
 export async function tusHead(ex: Exchange, id: string): Promise<Response> {
   const what = `resume upload ${id}`;
-  const found = await findUpload(ex, id);
+  const found = await uploadById(ex, id);
   if (!found.ok) return fail(ex, found.refusal, what);
-  const record = found.value;
-  const state = await uploadState(ex, record);
-  if (!state.ok) return fail(ex, state.refusal, what);
+  const { record, state } = found.value;
   const headers: Record<string, string> = {
     "Tus-Resumable": TUS_VERSION,
-    "Upload-Offset": String(state.value.offset),
+    "Upload-Offset": String(state.offset),
     "Upload-Length": String(record.length),
-    "Upload-Expires": new Date(state.value.expiresMs).toUTCString(),
+    "Upload-Expires": new Date(state.expiresMs).toUTCString(),
     "Cache-Control": "no-store",
   };
   if (record.metadata !== undefined) {

@@ -182,6 +182,19 @@ export async function uploadState(
   };
 }
 
+/** Upload `id` and where it stands, unless it is unknown, expired or busy. */
+export async function uploadById(
+  ex: Exchange,
+  id: string,
+): Promise<Outcome<{ record: UploadRecord; state: UploadState }>> {
+  const found = await findUpload(ex, id);
+  if (!found.ok) return found;
+  const state = await uploadState(ex, found.value);
+  return state.ok
+    ? { ok: true, value: { record: found.value, state: state.value } }
+    : state;
+}
+
 /** Expiry of `record` now that it was written to. */
 export function expiresFromNow(ex: Exchange): number {
   return Date.now() + ex.http.partTtlMs;

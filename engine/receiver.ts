@@ -53,6 +53,12 @@ export interface ReceiveChunksOptions {
   /** Told the bytes held so far and the chunk frames received in repair rounds. */
   onProgress?: (bytes: number, retransmittedChunks: number) => void;
   /**
+   * Told of the file once it holds its final name (its digest, and its stat
+   * as renamed), before the sender is told it was verified: whatever is
+   * recorded here is in place when the sender hears the news.
+   */
+  onStored?: (sha256: string, info: Deno.FileInfo) => Promise<void>;
+  /**
    * The sender follows each group of this many chunks with parity frames:
    * lost chunks are rebuilt from them (see `fec_receiver.ts`), and early
    * asks wait until a group's parity has had its chance.
@@ -343,7 +349,8 @@ class ChunkReceiver {
       });
     }
     log?.info("Checksum verification successful!");
-    await store.finalize();
+    const info = await store.finalize();
+    await this.#options.onStored?.(actual, info);
     const { size } = store.manifest;
     await this.#fc.send({
       type: "verified",

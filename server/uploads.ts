@@ -125,9 +125,9 @@ async function receiveIntoStore(
       maxRetries: Math.min(put.maxRetries, MAX_SERVER_ROUNDS),
       earlyNack: put.earlyNack === true,
       ...(put.fecK === undefined ? {} : { fecK: put.fecK }),
+      onStored: (sha256, info) => catalog.record(put.name, sha256, info),
       log,
     });
-    await catalog.record(put.name, stats.sha256, store.finished!);
     if (store.parityFailure) {
       log.warn(
         `Cannot keep parity for ${put.name}: ${store.parityFailure.message}`,

@@ -160,6 +160,9 @@ Deno.test("server --verify re-hashes the store at start, names what rotted, and 
   assert.match(
     server.log(),
     /2 file\(s\), .*1 intact, 0 recorded, 0 repaired from parity, 1 damaged/,
+    `digest cache: ${await Deno.readTextFile(`${dir}/.ftv/digests.json`)}; ${
+      JSON.stringify(await Deno.stat(`${dir}/other.bin`))
+    }`,
   );
   const files = await listed(server.port);
   assert.deepEqual(

@@ -34,3 +34,15 @@ export function delay(ms: number, signal?: AbortSignal): Promise<void> {
 export function secondsSince(started: number): number {
   return Math.round(performance.now() - started) / 1000;
 }
+
+/** `1:05`, `12:00:00`: a duration in seconds for an ETA. */
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return "--:--";
+  const s = Math.max(0, Math.round(seconds));
+  const hours = Math.floor(s / 3600);
+  const minutes = Math.floor(s / 60) % 60;
+  const rest = String(s % 60).padStart(2, "0");
+  return hours > 0
+    ? `${hours}:${String(minutes).padStart(2, "0")}:${rest}`
+    : `${minutes}:${rest}`;
+}

@@ -6,6 +6,7 @@
  */
 
 import { formatBytes } from "../base/bytes.ts";
+import { formatDuration } from "../base/clock.ts";
 import type { LogSink } from "../base/log.ts";
 import { printable } from "../base/printable.ts";
 import type { ProgressEvent } from "../engine/transfer.ts";
@@ -22,18 +23,6 @@ const encoder = new TextEncoder();
 export const stdoutText: TextSink = (text) => {
   Deno.stdout.writeSync(encoder.encode(text));
 };
-
-/** `1:05`, `12:00:00`: a duration in seconds for an ETA. */
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return "--:--";
-  const s = Math.max(0, Math.round(seconds));
-  const hours = Math.floor(s / 3600);
-  const minutes = Math.floor(s / 60) % 60;
-  const rest = String(s % 60).padStart(2, "0");
-  return hours > 0
-    ? `${hours}:${String(minutes).padStart(2, "0")}:${rest}`
-    : `${minutes}:${rest}`;
-}
 
 /** Options for {@linkcode ProgressReporter}. */
 export interface ProgressReporterOptions {

@@ -12,7 +12,8 @@ import {
   COMPRESSION_FLAG,
   decodeChunk,
 } from "../engine/compression.ts";
-import { formatDuration, ProgressReporter } from "../cli/progress.ts";
+import { formatDuration } from "../base/clock.ts";
+import { ProgressReporter } from "../cli/progress.ts";
 import {
   type CliResult,
   denoArgs,

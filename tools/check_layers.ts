@@ -12,7 +12,7 @@
  * | 1 | `cli/`, `tools/` |
  * | 2 | `demo.ts` |
  * | 3 | `server.ts` + `server/`, `client.ts` + `client/` |
- * | 4 | `faults/` |
+ * | 4 | `faults/`, `web/` |
  * | 5 | `engine/`, `security/` |
  * | 6 | `net/` |
  * | 7 | `protocol.ts` + `protocol/` |
@@ -33,6 +33,7 @@ export const LAYERS: Readonly<Record<string, number>> = {
   server: 3,
   client: 3,
   faults: 4,
+  web: 4,
   engine: 5,
   security: 5,
   net: 6,
@@ -157,9 +158,9 @@ function localPath(specifier: unknown, base: string): string | undefined {
   return decodeURIComponent(specifier.slice(base.length));
 }
 
-/** The entry points the check starts from: `mod.ts` and every script under `tools/`. */
+/** The entry points the check starts from: `mod.ts`, the web page's scripts and every script under `tools/`. */
 function entryPoints(root: string): string[] {
-  const entries = ["mod.ts"];
+  const entries = ["mod.ts", "web/src/main.ts", "web/src/hash_worker.ts"];
   const walk = (folder: string) => {
     for (const item of Deno.readDirSync(`${root}/${folder}`)) {
       const path = `${folder}/${item.name}`;

@@ -1,7 +1,8 @@
 /**
  * Token auth on the HTTP front door: `Authorization: Bearer TOKEN`,
- * compared in constant time, with failed attempts throttled per address by
- * the same {@linkcode AuthThrottle} as the ftv/1 login.
+ * compared in constant time, or a download link signed with the token
+ * (`signed_link.ts`), with failed attempts throttled per address by the
+ * same {@linkcode AuthThrottle} as the ftv/1 login.
  *
  * @module
  */
@@ -10,6 +11,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { delay } from "../../base/clock.ts";
 import { ERROR_CODE, refusal } from "../../base/errors.ts";
 import { type Exchange, refused } from "./exchange.ts";
+import { signedLinkValid } from "./signed_link.ts";
 
 /**
  * `undefined` when `ex` may go on: the server has no token, or the request
@@ -25,16 +27,21 @@ export async function authRefusal(
   const given = /^Bearer\s+(\S+)\s*$/i.exec(
     ex.request.headers.get("authorization") ?? "",
   )?.[1];
-  if (given !== undefined && sameToken(given, token)) {
+  const link = given === undefined ? signedLinkValid(ex, token) : undefined;
+  if (link === true || (given !== undefined && sameToken(given, token))) {
     throttle.succeed(ex.address);
     return undefined;
   }
-  if (given !== undefined) throttle.fail(ex.address);
+  if (given !== undefined || link === false) throttle.fail(ex.address);
   return refused(
     ex,
     refusal(
       ERROR_CODE.unauthorized,
-      given === undefined ? "the server requires a token" : "wrong token",
+      link === false
+        ? "the link's signature is wrong or has expired"
+        : given === undefined
+        ? "the server requires a token"
+        : "wrong token",
     ),
     "serve the request",
     { headers: { "WWW-Authenticate": 'Bearer realm="ftv"' } },

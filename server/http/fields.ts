@@ -28,11 +28,16 @@ function bad(
 /**
  * The SHA-256 (hex) a `Repr-Digest` or `Content-Digest` field gives
  * (`sha-256=:BASE64:`), `undefined` when neither is sent or neither names
- * sha-256; a malformed one is refused. With both, they must agree.
+ * sha-256; a malformed one is refused. With both, they must agree. A
+ * request that carries part of a file (a PATCH) reads `Repr-Digest` only:
+ * its `Content-Digest` would be that of the part.
  */
-export function clientSha256(headers: Headers): Outcome<string | undefined> {
+export function clientSha256(
+  headers: Headers,
+  fields: readonly string[] = ["repr-digest", "content-digest"],
+): Outcome<string | undefined> {
   let found: string | undefined;
-  for (const field of ["repr-digest", "content-digest"]) {
+  for (const field of fields) {
     const value = headers.get(field);
     if (value === null) continue;
     for (const member of value.split(",")) {

@@ -9,6 +9,8 @@
  *   draft (`ietf_draft.ts`), continued at `/uploads/<id>` with `HEAD`,
  *   `PATCH` and `DELETE`;
  * - `GET /api/list?path=PREFIX`: what `ftv list --json` prints;
+ * - `GET /`, `/web/*` and `/api/info`: the web page (`web.ts`), without
+ *   the token;
  * - `OPTIONS`: what the server speaks, and CORS preflights (`cors.ts`).
  *
  * @module
@@ -41,6 +43,7 @@ import {
   tusPatch,
   tusVersionRefusal,
 } from "./tus.ts";
+import { webResponse } from "./web.ts";
 
 /** Most bytes of request header fields taken (names and values). */
 const MAX_HEADER_BYTES = 64 * 1024;
@@ -126,6 +129,8 @@ async function route(ex: Exchange): Promise<Response> {
   if (request.method === "OPTIONS") {
     return isIetfDraft(request) ? draftOptions(ex) : tusOptions(ex);
   }
+  const page = webResponse(ex);
+  if (page) return page;
   const denied = await authRefusal(ex);
   if (denied) return denied;
   if (path === "/files/" || path === "/files") return await collection(ex);

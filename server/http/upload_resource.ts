@@ -240,13 +240,17 @@ export interface AppendRequest {
  * must be the one held; with a checksum the bytes count only when they
  * match (else they are undone and refused); then a checkpoint (synced)
  * before the new offset is told; once every byte is held the file is
- * checked against the digest the client gave and takes its name.
+ * checked against the digests the client gave (at creation, and in the
+ * `Repr-Digest` of the request that completes it: a browser knows the
+ * digest only once it has read the whole file) and takes its name.
  */
 export async function appendTo(
   ex: Exchange,
   record: UploadRecord,
   request: AppendRequest,
 ): Promise<Appended> {
+  const given = clientSha256(ex.request.headers, ["repr-digest"]);
+  if (!given.ok) return { ok: false, failure: given.refusal };
   const lease = await ex.http.uploads.acquire(record);
   if (!lease.ok) return { ok: false, failure: lease.refusal };
   const store = lease.value;
@@ -257,7 +261,7 @@ export async function appendTo(
     const appended = await appendBody(ex, store, request);
     if (!appended.ok || appended.offset < record.length) return appended;
     done = true;
-    return await finish(ex, record, store);
+    return await finish(ex, record, store, given.value);
   } catch (error) {
     if (!isNoSpace(error)) throw error;
     ex.ctx.log.error(`Cannot store ${record.name}: no space left on the disk`);
@@ -372,28 +376,32 @@ function endOf(end: string, offset: number, size: number): Appended {
 }
 
 /**
- * Every byte is held: checks the whole-file digest against the one the
- * client gave, then the file takes its name and the record goes. A
- * mismatch discards the upload.
+ * Every byte is held: checks the whole-file digest against the ones the
+ * client gave (at creation, and with the completing request), then the
+ * file takes its name and the record goes. A mismatch discards the upload.
  */
 async function finish(
   ex: Exchange,
   record: UploadRecord,
   store: ChunkStore,
+  given: string | undefined,
 ): Promise<Appended> {
   const { catalog, log } = ex.ctx;
   ex.http.uploads.forget(record.id);
   const sha256 = await store.digest();
-  if (record.sha256 !== undefined && record.sha256 !== sha256) {
+  const expected = [record.sha256, given].find((sha) =>
+    sha !== undefined && sha !== sha256
+  );
+  if (expected !== undefined) {
     await store.discard();
     await ex.http.records.remove(record.id);
     return {
       ok: false,
       failure: refusal(
         ERROR_CODE.digestMismatch,
-        `the bytes received have SHA-256 ${sha256}, not ${record.sha256} as announced; nothing was stored`,
+        `the bytes received have SHA-256 ${sha256}, not ${expected} as announced; nothing was stored`,
       ),
-      extra: { expected: record.sha256, actual: sha256 },
+      extra: { expected, actual: sha256 },
     };
   }
   await store.finalize();

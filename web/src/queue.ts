@@ -55,6 +55,8 @@ export interface QueueItem {
   phase: Phase;
   /** Bytes sent. */
   sent: number;
+  /** Bytes the server acknowledged in this page's life. */
+  accepted: number;
   /** Bytes hashed. */
   hashed: number;
   /** The SHA-256 the browser read, once known. */
@@ -126,6 +128,7 @@ export class UploadQueue extends EventTarget {
         lastModified: file.lastModified,
         phase: { type: "queued" },
         sent: 0,
+        accepted: 0,
         hashed: 0,
         meter: new RateMeter(),
         file,
@@ -299,6 +302,10 @@ export class UploadQueue extends EventTarget {
         if (item.phase.type === "retrying") item.phase = { type: "running" };
         this.#changed(false);
       },
+      onAccepted: (bytes: number) => {
+        item.accepted = bytes;
+        this.#changed(false);
+      },
       onUrl: (url: string) => {
         item.uploadUrl = url;
         this.#changed(true);
@@ -381,6 +388,7 @@ function restored(item: SavedItem): QueueItem {
     lastModified: item.lastModified,
     phase,
     sent: item.sent,
+    accepted: 0,
     hashed: item.checkpoint?.pos ?? (item.sha256 ? item.size : 0),
     meter: new RateMeter(),
     ...(item.sha256 ? { sha256: item.sha256 } : {}),

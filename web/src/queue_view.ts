@@ -166,6 +166,7 @@ export class QueueView {
     const { phase } = item;
     row.li.dataset.phase = phase.type;
     row.li.dataset.sent = String(item.sent);
+    row.li.dataset.accepted = String(item.accepted);
     if (item.resumedFrom !== undefined) {
       row.li.dataset.resumedFrom = String(item.resumedFrom);
     }

@@ -20,7 +20,15 @@ import { authHeaders, digestOfField, reprDigest } from "./api.ts";
  * Bytes per PATCH. Only the last one waits for the digest; each costs a
  * request and a sync on the server, so they are large.
  */
-export const CHUNK_SIZE = 64 * 1024 * 1024;
+export const CHUNK_SIZE = 32 * 1024 * 1024;
+
+/**
+ * Files of at most this size go in the request that creates the upload
+ * (one round trip each, for many small files); larger ones are created
+ * first, so a connection cut during their first chunk still leaves an
+ * upload to resume.
+ */
+const SMALL = 1024 * 1024;
 
 /** Pauses before each retry in a row, in ms (reset whenever bytes get through). */
 const RETRY_DELAYS = [
@@ -44,6 +52,8 @@ const RETRY_DELAYS = [
 export interface UploadEvents {
   /** Bytes sent so far (the server may not have them all yet). */
   onProgress(bytes: number): void;
+  /** The server acknowledged `bytes` (written and synced). */
+  onAccepted(bytes: number): void;
   /** The upload's URL, once the server made it. */
   onUrl(url: string): void;
   /** The server holds `offset` bytes of an upload being resumed. */
@@ -134,7 +144,7 @@ export function startUpload(
   /** Whether `req` carries the file's last bytes. */
   const completes = (req: HttpRequest) => {
     const method = req.getMethod();
-    if (method === "POST") return size <= CHUNK_SIZE;
+    if (method === "POST") return size <= SMALL;
     if (method !== "PATCH") return false;
     return Number(req.getHeader("Upload-Offset")) + CHUNK_SIZE >= size;
   };
@@ -148,7 +158,7 @@ export function startUpload(
       metadata: { filename: spec.name },
       chunkSize: CHUNK_SIZE,
       retryDelays: RETRY_DELAYS,
-      uploadDataDuringCreation: true,
+      uploadDataDuringCreation: size <= SMALL,
       storeFingerprintForResuming: false,
       headers: authHeaders(),
       onBeforeRequest: async (req) => {
@@ -166,6 +176,7 @@ export function startUpload(
         }
       },
       onProgress: (sent) => events.onProgress(sent),
+      onChunkComplete: (_chunk, accepted) => events.onAccepted(accepted),
       onUploadUrlAvailable: () => events.onUrl(upload.url!),
       onShouldRetry: (error) => {
         const failure = failureText(error);

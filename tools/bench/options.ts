@@ -20,6 +20,7 @@ export const USAGE = `Usage: deno task bench [options]
   --only IDS           comma-separated rows: send,send-none,send-text,send-log,
                        get,send-tls,client,send-err,get-err,clients,tree,
                        tree-get,http-get,http-put,tus,https-put,https-tus,
+                       web-put,web-xhr,
                        socat,rsync,rsync-sha1,rsync-tree,scp
                        (default: all)
   --rss-size SIZE      instead of the benchmark, measure each side's peak RSS
@@ -47,6 +48,8 @@ export const ROW_IDS = [
   "tus",
   "https-put",
   "https-tus",
+  "web-put",
+  "web-xhr",
   "send-noparity",
   "get-fec-off",
   "get-fec-auto",

@@ -20,6 +20,8 @@ const TARGET = {
   parityWrite: 0.9,
   /** `send` (auto) throughput / `send --compress none` throughput, at least. */
   autoVsNone: 0.95,
+  /** The web page's upload / `curl -T`'s, at least. */
+  webVsCurl: 0.5,
   /** ftv's time / rsync's time for the tree, at most. */
   treeVsRsync: 1.5,
   /** Wire bytes / bytes of the text file, below. */
@@ -187,6 +189,11 @@ function pairRatios(summaries: Summary[], noFsync: boolean): Ratio[] {
     text: `>= ${TARGET.autoVsNone}x`,
     met: (value) => value >= TARGET.autoVsNone,
   });
+  pair("web page upload (Chromium) / curl -T upload", "web-put", "http-put", {
+    text: `>= ${TARGET.webVsCurl}x`,
+    met: (value) => value >= TARGET.webVsCurl,
+  });
+  pair("web page upload / plain XHR PUT from Chromium", "web-put", "web-xhr");
   // Same bytes both ways, so rsync's rate / ftv's is ftv's time / rsync's.
   // rsync never syncs: the target is judged only against a server that does not either.
   if (noFsync) {

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { tusUpload } from "../tools/tus_client.ts";
-import { httpServer } from "./http_util.ts";
+import { httpServer, tus } from "./http_util.ts";
 import {
   exists,
   pollUntil,
@@ -98,20 +98,6 @@ Deno.test("a tus upload goes on across a server killed with SIGKILL and restarte
   );
   assert.equal(await sha256File(tmp.join("srv", "disk.img")), sha);
 });
-
-/** A tus request to `url`. */
-function tus(
-  url: string,
-  method: string,
-  headers: Record<string, string> = {},
-  body?: Uint8Array<ArrayBuffer>,
-) {
-  return fetch(url, {
-    method,
-    headers: { "Tus-Resumable": "1.0.0", ...headers },
-    ...(body ? { body } : {}),
-  });
-}
 
 function checksum(algorithm: string, bytes: Uint8Array): string {
   return `${algorithm} ${createHash(algorithm).update(bytes).digest("base64")}`;

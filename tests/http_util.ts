@@ -90,3 +90,17 @@ export async function putFile(
   );
   return statusOf(put);
 }
+
+/** A tus request to `url`. */
+export function tus(
+  url: string,
+  method: string,
+  headers: Record<string, string> = {},
+  body?: Uint8Array<ArrayBuffer>,
+) {
+  return fetch(url, {
+    method,
+    headers: { "Tus-Resumable": "1.0.0", ...headers },
+    ...(body ? { body } : {}),
+  });
+}

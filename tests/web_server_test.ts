@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { createHash, createHmac, randomBytes } from "node:crypto";
-import { httpServer, reprDigestOf } from "./http_util.ts";
+import { httpServer, reprDigestOf, tus } from "./http_util.ts";
 import { listDir, sha256File, tempDir } from "./test_util.ts";
 
 Deno.test("the page, its files and /api/info are served without the token", async () => {
@@ -50,20 +50,6 @@ Deno.test("the page, its files and /api/info are served without the token", asyn
   assert.equal(listing.status, 401, "the store itself still needs the token");
   await listing.body?.cancel();
 });
-
-/** A tus request to `url`. */
-function tus(
-  url: string,
-  method: string,
-  headers: Record<string, string> = {},
-  body?: Uint8Array<ArrayBuffer>,
-) {
-  return fetch(url, {
-    method,
-    headers: { "Tus-Resumable": "1.0.0", ...headers },
-    ...(body ? { body } : {}),
-  });
-}
 
 Deno.test("a Repr-Digest on the PATCH that completes a tus upload is checked before the file takes its name", async () => {
   await using tmp = await tempDir();

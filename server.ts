@@ -16,15 +16,13 @@ import type { ChunkFaults } from "./engine/transfer.ts";
 import { ErrorSimulator } from "./faults/simulator.ts";
 import { FramedConnection } from "./net/connection.ts";
 import { AuthThrottle, isLoopback } from "./security/auth.ts";
-import { Catalog } from "./server/catalog.ts";
 import type { ServerContext } from "./server/context.ts";
-import { type ParityShape, ParityStore } from "./server/parity_store.ts";
+import { openLocalStore, type ParityShape, type Store } from "./store.ts";
 import { runSession, type SessionSettings } from "./server/session.ts";
 import { ConnectionTable, type Held } from "./server/connections.ts";
 import { type Housekeeping, startHousekeeping } from "./server/housekeeping.ts";
 import { type HttpFront, startHttp } from "./server/http/router.ts";
 import { OpenUploads } from "./server/http/open_uploads.ts";
-import { UploadRecords } from "./server/http/upload_records.ts";
 
 /** The parity a server keeps unless told otherwise: 16 + 2 (12.5 % more disk). */
 export const DEFAULT_PARITY: ParityShape = { k: 16, m: 2 };
@@ -162,8 +160,11 @@ export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
   const simulator = simulate
     ? new ErrorSimulator({ errorRate: 0.1, ...simulate, log })
     : undefined;
+  const parity = options.parity === false
+    ? undefined
+    : options.parity ?? DEFAULT_PARITY;
   const server = new Server(listener, {
-    catalog: new Catalog(dir),
+    store: openLocalStore({ dir, parity, chunkSize }),
     chunkSize,
     faults: simulator,
     idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
@@ -172,9 +173,6 @@ export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
     maxConnectionsPerAddress: options.maxConnectionsPerAddress ?? 16,
     partTtlMs: options.partTtlMs ?? 86_400_000,
     verify: options.verify ?? false,
-    parity: options.parity === false
-      ? undefined
-      : options.parity ?? DEFAULT_PARITY,
     token,
     limits: {
       maxFileSize: options.maxFileSize ?? Number.MAX_SAFE_INTEGER,
@@ -271,7 +269,7 @@ export async function serveUntilSignal(options: ServeOptions): Promise<void> {
 }
 
 interface ServerSettings {
-  catalog: Catalog;
+  store: Store;
   chunkSize: number;
   faults: ChunkFaults | undefined;
   idleTimeoutMs: number;
@@ -280,7 +278,6 @@ interface ServerSettings {
   maxConnectionsPerAddress: number;
   partTtlMs: number;
   verify: boolean;
-  parity: ParityShape | undefined;
   token: string | undefined;
   limits: ServerContext["limits"];
   fsync: boolean;
@@ -321,12 +318,7 @@ class Server implements FtvServer {
     this.#settings = settings;
     let transferId = 1;
     this.#context = {
-      catalog: settings.catalog,
-      parity: new ParityStore(
-        settings.catalog.dir,
-        settings.parity,
-        settings.chunkSize,
-      ),
+      store: settings.store,
       chunkSize: settings.chunkSize,
       faults: settings.faults,
       limits: settings.limits,
@@ -348,8 +340,7 @@ class Server implements FtvServer {
       settings.maxConnectionsPerAddress,
     );
     this.#housekeeping = startHousekeeping(
-      settings.catalog,
-      this.#context.parity,
+      settings.store,
       {
         partTtlMs: settings.partTtlMs,
         verify: settings.verify,
@@ -366,7 +357,6 @@ class Server implements FtvServer {
       partTtlMs: settings.partTtlMs,
       stopping: this.#stopping.signal,
       uploads: new OpenUploads(this.#context, settings.idleTimeoutMs),
-      records: new UploadRecords(settings.catalog.dir),
     }, {
       host: settings.http.host,
       port: settings.http.port,
@@ -402,6 +392,7 @@ class Server implements FtvServer {
     await this.finished;
     await Promise.all([...this.#sessions, this.#http?.close()]);
     await this.#housekeeping.stop();
+    await this.#settings.store.close();
   }
 
   [Symbol.asyncDispose](): Promise<void> {

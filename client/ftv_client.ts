@@ -12,6 +12,7 @@ import { COMPONENT, Logger } from "../base/log.ts";
 import { basename } from "../base/paths.ts";
 import { chunkCount } from "../engine/chunks.ts";
 import { chunkSizeOf } from "../engine/chunk_reader.ts";
+import { FileSource } from "../engine/chunk_source.ts";
 import { ChunkStore } from "../engine/chunk_store.ts";
 import { receiveChunks } from "../engine/receiver.ts";
 import { sendChunks } from "../engine/sender.ts";
@@ -218,8 +219,9 @@ export class FtvClient implements Disposable {
     const name = options.as ?? basename(path);
     const compression = options.compress ?? "auto";
     const fec = this.#fec ? options.fec ?? "off" : "off";
+    const source = new FileSource(file);
     const chunkSize = await chunkSizeOf(
-      file,
+      source,
       info.size,
       compression,
       this.chunkSize,
@@ -241,7 +243,7 @@ export class FtvClient implements Disposable {
         chunkCount(info.size, chunkSize)
       } chunks)`,
     );
-    const stats = await sendChunks(this.#fc, file, {
+    const stats = await sendChunks(this.#fc, source, {
       compression,
       size: info.size,
       chunkSize,

@@ -10,12 +10,11 @@
  */
 
 import { ERROR_CODE, type Outcome, refusal } from "../../base/errors.ts";
-import { ChunkStore } from "../../engine/chunk_store.ts";
+import { manifestOf, type Upload, type UploadRecord } from "../../store.ts";
 import type { ServerContext } from "../context.ts";
-import { manifestOf, type UploadRecord } from "./upload_records.ts";
 
 interface Held {
-  store: ChunkStore;
+  store: Upload;
   name: string;
   busy: boolean;
   timer: ReturnType<typeof setTimeout> | undefined;
@@ -46,7 +45,7 @@ export class OpenUploads {
    * clients send no chunk checksums) and starts afresh. Give it back with
    * {@linkcode release} or {@linkcode forget}.
    */
-  async acquire(record: UploadRecord): Promise<Outcome<ChunkStore>> {
+  async acquire(record: UploadRecord): Promise<Outcome<Upload>> {
     const held = this.#held.get(record.id);
     if (held) {
       if (held.busy) return { ok: false, refusal: BUSY };
@@ -72,18 +71,17 @@ export class OpenUploads {
     }
   }
 
-  async #claim(record: UploadRecord): Promise<Outcome<ChunkStore>> {
-    const { catalog, fsync } = this.#ctx;
-    const claim = async () =>
-      ChunkStore.claim(catalog.pathOf(record.name), manifestOf(record), {
+  async #claim(record: UploadRecord): Promise<Outcome<Upload>> {
+    const { store, fsync } = this.#ctx;
+    const claim = () =>
+      store.receive(manifestOf(record), {
         fsync,
-        parity: await this.#ctx.parity.forUpload(record.name),
         attributes: {
           ...(record.mode === undefined ? {} : { mode: record.mode }),
           ...(record.mtimeMs === undefined ? {} : { mtimeMs: record.mtimeMs }),
         },
       });
-    const refused = catalog.makeParents(record.name);
+    const refused = store.prepare(record.name);
     if (refused) return { ok: false, refusal: refused };
     const claimed = await claim();
     if (!claimed.ok || !claimed.value.needsVerification) {

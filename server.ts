@@ -17,7 +17,15 @@ import { ErrorSimulator } from "./faults/simulator.ts";
 import { FramedConnection } from "./net/connection.ts";
 import { AuthThrottle, isLoopback } from "./security/auth.ts";
 import type { ServerContext } from "./server/context.ts";
-import { openLocalStore, type ParityShape, type Store } from "./store.ts";
+import {
+  openLocalStore,
+  openS3,
+  type ParityShape,
+  type S3Options,
+  type Store,
+} from "./store.ts";
+
+export type { S3Options } from "./store.ts";
 import { runSession, type SessionSettings } from "./server/session.ts";
 import { ConnectionTable, type Held } from "./server/connections.ts";
 import { type Housekeeping, startHousekeeping } from "./server/housekeeping.ts";
@@ -33,8 +41,18 @@ export interface ServeOptions {
   host?: string;
   /** Port to bind; 0 picks a free one. @default 9999 */
   port?: number;
-  /** Folder for stored files; created when missing. @default "./ftv-data" */
+  /**
+   * Folder for stored files; created when missing. With `s3`, it keeps
+   * only the server's own files (TLS material). @default "./ftv-data"
+   */
   dir?: string;
+  /**
+   * Keep files in an S3 bucket instead of `dir`: several servers on one
+   * bucket share every file and every unfinished upload (any of them
+   * continues any transfer). Parity and `maxTotalBytes` are for a folder;
+   * the service keeps its own checksums and quotas.
+   */
+  s3?: S3Options;
   /** Bytes per chunk for files this server sends. @default 1048576 */
   chunkSize?: number;
   /**
@@ -129,42 +147,38 @@ export interface FtvServer extends AsyncDisposable {
  * ```
  */
 export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
-  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
-  const badChunkSize = chunkSizeRefusal(chunkSize);
-  if (badChunkSize) {
-    throw new RangeError(`Cannot serve: ${badChunkSize.reason}`);
-  }
-  const host = options.host ?? "localhost";
-  const token = typeof options.auth === "object"
-    ? options.auth.token
-    : undefined;
-  for (const bound of [host, options.http?.host ?? host]) {
-    if (!isLoopback(bound) && options.auth === undefined) {
-      throw new RangeError(
-        `Cannot serve on ${bound} without a token: give auth: { token } or, to serve anyone who connects, auth: "anyone"`,
-      );
-    }
-  }
+  const { chunkSize, host, token } = checkedOptions(options);
   const dir = options.dir ?? "./ftv-data";
   await Deno.mkdir(dir, { recursive: true });
   const log = options.log ?? new Logger(COMPONENT.server);
-  const { listener, caFingerprint, certificate } = await listen(
-    host,
-    options.port ?? DEFAULT_PORT,
+  const store = options.s3 ? await openS3(options.s3, log) : openLocalStore({
     dir,
-    options.tls,
-  );
+    parity: options.parity === false
+      ? undefined
+      : options.parity ?? DEFAULT_PARITY,
+    chunkSize,
+  });
+  let listening: Awaited<ReturnType<typeof listen>>;
+  try {
+    listening = await listen(
+      host,
+      options.port ?? DEFAULT_PORT,
+      dir,
+      options.tls,
+    );
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  const { listener, caFingerprint, certificate } = listening;
   const simulate = options.simulateErrors === true
     ? {}
     : options.simulateErrors || undefined;
   const simulator = simulate
     ? new ErrorSimulator({ errorRate: 0.1, ...simulate, log })
     : undefined;
-  const parity = options.parity === false
-    ? undefined
-    : options.parity ?? DEFAULT_PARITY;
   const server = new Server(listener, {
-    store: openLocalStore({ dir, parity, chunkSize }),
+    store,
     chunkSize,
     faults: simulator,
     idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
@@ -203,10 +217,39 @@ export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
       } on ${server.httpAddr.hostname}:${server.httpAddr.port}`,
     );
   }
+  if (options.s3) log.info(`Storing files in ${store.description}`);
   log.info(`Server started on ${host}:${server.addr.port}`);
   if (options.tls) log.info("Serving TLS");
   if (caFingerprint) log.info(`TLS CA fingerprint: ${caFingerprint}`);
   return server;
+}
+
+/** The chunk size, host and token `options` give, once checked. */
+function checkedOptions(
+  options: ServeOptions,
+): { chunkSize: number; host: string; token: string | undefined } {
+  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  const badChunkSize = chunkSizeRefusal(chunkSize);
+  if (badChunkSize) {
+    throw new RangeError(`Cannot serve: ${badChunkSize.reason}`);
+  }
+  const host = options.host ?? "localhost";
+  for (const bound of [host, options.http?.host ?? host]) {
+    if (!isLoopback(bound) && options.auth === undefined) {
+      throw new RangeError(
+        `Cannot serve on ${bound} without a token: give auth: { token } or, to serve anyone who connects, auth: "anyone"`,
+      );
+    }
+  }
+  if (options.s3 && options.maxTotalBytes !== undefined) {
+    throw new RangeError(
+      "Cannot serve: maxTotalBytes counts a folder; an S3 store has the service's quota",
+    );
+  }
+  const token = typeof options.auth === "object"
+    ? options.auth.token
+    : undefined;
+  return { chunkSize, host, token };
 }
 
 async function listen(

@@ -115,12 +115,31 @@ export interface GetOptions extends TransferOptions {
   fsync?: boolean;
 }
 
+/** Where a server listens. */
+export interface ServerAddress {
+  /** Its host name or address. */
+  host: string;
+  /** Its port. */
+  port: number;
+}
+
 /** Options for {@linkcode send}, {@linkcode get} and {@linkcode roundTrip}. */
 export interface ClientOptions extends ConnectOptions {
   /** Repair rounds per connection, and reconnects in a row without progress. @default 3 */
   maxRetries?: number;
   /** First reconnect delay in milliseconds, doubling each time. @default 500 */
   retryDelayMs?: number;
+  /**
+   * Several servers sharing one store (S3), instead of `host` and `port`:
+   * the first is used until it fails, then the next, which resumes the
+   * transfer from what the store holds.
+   */
+  servers?: readonly ServerAddress[];
+  /**
+   * How long a server answering `busy` is asked again (every second or
+   * two) before the answer counts as a failure. @default 60000
+   */
+  busyPatienceMs?: number;
 }
 
 /** What a finished transfer reports. */

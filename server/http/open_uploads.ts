@@ -4,7 +4,10 @@
  * store claimed, its digest state warm (no re-hash of what is held), and
  * the name kept busy. A store idle for the idle timeout is checkpointed and
  * let go, so another process on the store (or this one after a restart)
- * can claim it; a request finding it held elsewhere is told `busy`.
+ * can claim it; a request finding it held elsewhere is told `busy`. A
+ * store other servers share (S3) is let go after every request instead,
+ * so the next request may go to any server; this one keeps only the
+ * running digest of it (see `store/s3/claim.ts`).
  *
  * @module
  */
@@ -31,6 +34,8 @@ export class OpenUploads {
   #idleMs: number;
   #held = new Map<string, Held>();
   #claiming = new Set<string>();
+  /** Stores being let go: a request for one waits until it is. */
+  #closing = new Map<string, Promise<void>>();
 
   /** Stores of `ctx`'s uploads, let go after `idleMs` unused. */
   constructor(ctx: ServerContext, idleMs: number) {
@@ -46,6 +51,7 @@ export class OpenUploads {
    * {@linkcode release} or {@linkcode forget}.
    */
   async acquire(record: UploadRecord): Promise<Outcome<Upload>> {
+    await this.#closing.get(record.id);
     const held = this.#held.get(record.id);
     if (held) {
       if (held.busy) return { ok: false, refusal: BUSY };
@@ -91,18 +97,25 @@ export class OpenUploads {
     return await claim();
   }
 
-  /** The request is done: the store stays claimed for the next one until idle. */
+  /** The request is done: the store stays claimed for the next one until idle (not at all when shared). */
   release(id: string): void {
     const held = this.#held.get(id);
     if (!held) return;
     held.busy = false;
-    held.timer = setTimeout(() => {
-      this.close(id).catch((error) =>
-        this.#ctx.log.warn(
-          `Cannot save the resume state of ${held.name}: ${error.message}`,
-        )
-      );
-    }, this.#idleMs);
+    if (this.#ctx.store.shared) return void this.#closeQuietly(id, held.name);
+    held.timer = setTimeout(
+      () => this.#closeQuietly(id, held.name),
+      this.#idleMs,
+    );
+  }
+
+  #closeQuietly(id: string, name: string): void {
+    const closing = this.close(id).catch((error) =>
+      this.#ctx.log.warn(
+        `Cannot save the resume state of ${name}: ${error.message}`,
+      )
+    ).finally(() => this.#closing.delete(id));
+    this.#closing.set(id, closing);
   }
 
   /** Forgets the store of `id`, already finalised or discarded. */
@@ -125,5 +138,6 @@ export class OpenUploads {
   /** Lets every store go (the server is stopping). */
   async closeAll(): Promise<void> {
     await Promise.all([...this.#held.keys()].map((id) => this.close(id)));
+    await Promise.all(this.#closing.values());
   }
 }

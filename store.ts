@@ -76,13 +76,23 @@ export interface S3Options {
   leaseMs?: number;
 }
 
+/** The environment variables an S3 store reads. */
+export const S3_ENV: readonly string[] = [
+  "AWS_ACCESS_KEY_ID",
+  "AWS_SECRET_ACCESS_KEY",
+  "AWS_REGION",
+  "AWS_SESSION_TOKEN",
+];
+
 /** Opens an S3 store (dynamically: a local server never loads the S3 code). */
 export async function openS3(options: S3Options, log: Logger): Promise<Store> {
+  let denied = false;
   const env = (name: string) => {
     try {
       return Deno.env.get(name);
     } catch {
-      return undefined; // No --allow-env: only what the options give.
+      denied = true; // No --allow-env: only what the options give.
+      return undefined;
     }
   };
   const accessKeyId = options.accessKeyId ?? env("AWS_ACCESS_KEY_ID");
@@ -90,7 +100,11 @@ export async function openS3(options: S3Options, log: Logger): Promise<Store> {
     env("AWS_SECRET_ACCESS_KEY");
   if (!accessKeyId || !secretAccessKey) {
     throw new RangeError(
-      "Cannot open the S3 store: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+      `Cannot open the S3 store: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY${
+        denied
+          ? ` and allow reading them (--allow-env=${S3_ENV.join(",")})`
+          : ""
+      }`,
     );
   }
   const sessionToken = options.sessionToken ?? env("AWS_SESSION_TOKEN");

@@ -158,10 +158,14 @@ export class FecReceiver {
       else if (missing.includes(seq)) shards.push(undefined);
       else {
         const chunk = new Uint8Array(shardSize);
-        await store.readChunk(
-          seq,
-          chunk.subarray(0, chunkLength(seq, size, chunkSize)),
-        );
+        try {
+          await store.readChunk(
+            seq,
+            chunk.subarray(0, chunkLength(seq, size, chunkSize)),
+          );
+        } catch {
+          return; // Not readable back (an S3 part already sent): asked for again instead.
+        }
         shards.push(chunk);
       }
     }

@@ -98,6 +98,7 @@ export async function claimUpload(
         finalKey,
         attributes,
         lease,
+        log: ctx.log,
         onRelease: (warm) => {
           ctx.held.delete(name);
           if (warm) ctx.warm.set(name, warm);

@@ -23,7 +23,8 @@
  */
 
 import type { Hash } from "node:crypto";
-import { TransferError } from "../../base/errors.ts";
+import { type StoreError, TransferError } from "../../base/errors.ts";
+import type { Logger } from "../../base/log.ts";
 import { ChunkBitmap } from "../../engine/bitmap.ts";
 import { bytesHeld, chunkCount, chunkLength } from "../../engine/chunks.ts";
 import { firstMissing, type Manifest } from "../../engine/resume_state.ts";
@@ -34,6 +35,7 @@ import { objectMeta } from "./object_meta.ts";
 import type { Lease } from "./lease.ts";
 import { hashObject } from "./object_source.ts";
 import { type Buffered, PartBuffers } from "./part_buffers.ts";
+import { storedHave, tailRun, tailToRecord } from "./tail.ts";
 
 /** Most bytes of parts one upload keeps in memory (at least two parts). */
 export const MAX_BUFFER_BYTES = 64 * 1024 * 1024;
@@ -65,6 +67,7 @@ export interface ClaimedUpload {
   /** Mode and mtime the finished file gets. */
   attributes: { mode?: number | undefined; mtimeMs?: number | undefined };
   lease: Lease;
+  log: Logger;
   /** Told when the upload lets go (suspended, finished or discarded), with what a later claim here may reuse. */
   onRelease: (
     warm: { etag: string; hash: Hash; nextToHash: number } | undefined,
@@ -372,7 +375,7 @@ export class S3Upload implements Upload {
   async checkpoint(): Promise<void> {
     await this.#settleUploads();
     this.#check();
-    await this.#save(this.#c.lease.extend());
+    await this.#save(this.#c.lease.extend(), true);
   }
 
   async digest(): Promise<string> {
@@ -407,8 +410,45 @@ export class S3Upload implements Upload {
     await this.#save(this.#c.lease.extend());
     const { bucket, record } = this.#c;
     const parts = [...this.#parts.values()].sort((a, b) => a.number - b.number);
-    await bucket.complete(record.staging, record.uploadId, parts);
+    try {
+      await bucket.complete(record.staging, record.uploadId, parts);
+    } catch (error) {
+      if ((error as StoreError).code !== "InvalidPart") throw error;
+      throw await this.#reconcile(error as StoreError);
+    }
     this.#completed = true;
+  }
+
+  /**
+   * The store refused to complete with the parts this upload knows: those
+   * it does not hold as recorded are forgotten (their chunks are asked for
+   * again by the next attempt) and the record says so.
+   */
+  async #reconcile(error: StoreError): Promise<TransferError> {
+    const { bucket, record, log } = this.#c;
+    const listed = await bucket.listParts(record.staging, record.uploadId);
+    const inStore = new Map((listed ?? []).map((part) => [part.number, part]));
+    const wrong: number[] = [];
+    for (const [index, part] of this.#parts) {
+      const now = inStore.get(part.number);
+      if (now?.etag === part.etag && now.size === part.size) continue;
+      wrong.push(part.number);
+      this.#parts.delete(index);
+    }
+    this.have.retainOnly(
+      storedHave(this.manifest, this.#buffered, this.#parts, undefined),
+    );
+    log.warn(
+      `Cannot complete ${this.label}: ${error.message}; part(s) ${
+        wrong.join(", ") || "none"
+      } not as uploaded, to be sent again`,
+    );
+    this.#hash = undefined;
+    await this.#save(this.#c.lease.extend());
+    return new TransferError(
+      `Cannot complete ${this.label}: the store lacks ${wrong.length} of its parts; they will be sent again`,
+      { retryable: true, cause: error },
+    );
   }
 
   /**
@@ -462,7 +502,7 @@ export class S3Upload implements Upload {
     if (this.#closed) return;
     try {
       await this.#settleUploads().catch(() => undefined);
-      if (this.#failure === undefined) await this.#save(0);
+      if (this.#failure === undefined) await this.#save(0, true);
     } finally {
       const hash = this.#hash;
       this.#close(
@@ -501,21 +541,30 @@ export class S3Upload implements Upload {
   }
 
   /**
-   * Writes the record: the parts uploaded, the tail persisted (the bytes
-   * held from the start of the first part not uploaded), the lease. Writes
-   * run one at a time; a write that finds another server's record poisons
-   * the upload.
+   * Writes the record: the parts uploaded, the tail (stored anew with
+   * `storeTail`), the lease. Writes run one at a time; a write that finds
+   * another server's record poisons the upload.
    */
-  #save(leaseUntil: number): Promise<void> {
+  #save(leaseUntil: number, storeTail = false): Promise<void> {
     const write = this.#writes.then(async () => {
       if (this.#finished || this.#lost) return;
       const { records, record } = this.#c;
-      const tail = this.#committed ? record.tail : await this.#persistTail();
+      const tail = this.#committed ? record.tail : await tailToRecord(
+        this.#c.bucket,
+        record,
+        tailRun(
+          this.#buffered,
+          this.#parts,
+          this.#tail ? { seq: this.#tailSeq, bytes: this.#tail } : undefined,
+        ),
+        storeTail,
+      );
       const parts = this.#committed?.parts ?? this.#parts;
       const next: ResumeRecord = {
         ...record,
         parts: [...parts.values()].sort((a, b) => a.number - b.number),
-        have: this.#durableHave(parts, tail?.part).toBase64(),
+        have: storedHave(this.manifest, this.#buffered, parts, tail)
+          .toBase64(),
         ...(tail ? { tail } : {}),
         leaseUntil,
         writeId: crypto.randomUUID(),
@@ -536,55 +585,6 @@ export class S3Upload implements Upload {
     });
     this.#writes = write.catch(() => undefined);
     return write;
-  }
-
-  /** Chunks of `parts`, and of the tail when it starts part `tailPart`. */
-  #durableHave(
-    parts: Map<number, Part>,
-    tailPart: number | undefined,
-  ): ChunkBitmap {
-    const have = new ChunkBitmap(this.count);
-    for (const index of parts.keys()) {
-      for (const seq of this.#buffered.seqsOf(index)) have.add(seq);
-    }
-    if (tailPart !== undefined) {
-      for (const seq of this.#buffered.seqsOf(tailPart)) {
-        if (!this.#buffered.get(seq)) break;
-        have.add(seq);
-      }
-    }
-    return have;
-  }
-
-  /**
-   * Stores the bytes held in memory from the start of the first part not
-   * uploaded (whole chunks, then the partial one) as the tail object, when
-   * they changed since it was last stored; its description, or undefined.
-   */
-  async #persistTail(): Promise<ResumeRecord["tail"]> {
-    const { bucket, record } = this.#c;
-    let index = 0;
-    while (this.#parts.has(index)) index++;
-    const pieces: Uint8Array[] = [];
-    let seq = index * this.#partChunks;
-    for (const s of this.#buffered.seqsOf(index)) {
-      const kept = this.#buffered.get(s);
-      if (!kept) break;
-      pieces.push(kept.bytes);
-      seq = s + 1;
-    }
-    if (this.#tail && this.#tailSeq === seq) pieces.push(this.#tail);
-    const bytes = pieces.reduce((sum, piece) => sum + piece.length, 0);
-    const old = record.tail;
-    if (bytes === 0) {
-      if (old) await bucket.delete(old.key);
-      return undefined;
-    }
-    if (old && old.part === index && old.bytes === bytes) return old;
-    const key = `${record.staging}.tail`;
-    const stored = await bucket.put(key, pieces);
-    if (stored === "conflict") throw new Error("unreachable");
-    return { key, etag: stored.etag, part: index, bytes };
   }
 
   #length(seq: number): number {

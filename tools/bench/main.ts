@@ -51,6 +51,7 @@ import { ftvRows } from "./ftv_rows.ts";
 import { fecRows } from "./fec_rows.ts";
 import { baselineRows } from "./baselines.ts";
 import { httpRows } from "./http_rows.ts";
+import { s3Rows } from "./s3_rows.ts";
 import { type Options, parseOptions } from "./options.ts";
 import { TIME } from "./processes.ts";
 import { printReport, ratios, summarise, table } from "./report.ts";
@@ -160,6 +161,7 @@ async function bench(options: Options, work: string): Promise<void> {
     ...await ftvRows(ctx),
     ...fecRows(ctx),
     ...httpRows(ctx),
+    ...await s3Rows(ctx),
     ...baselineRows(ctx),
   ];
   await setupRows(rows, log);

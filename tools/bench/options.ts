@@ -20,6 +20,7 @@ export const USAGE = `Usage: deno task bench [options]
   --only IDS           comma-separated rows: send,send-none,send-text,send-log,
                        get,send-tls,client,send-err,get-err,clients,tree,
                        tree-get,http-get,http-put,tus,https-put,https-tus,
+                       s3-send,s3-get,s3-clients-3,s3-clients-1,
                        socat,rsync,rsync-sha1,rsync-tree,scp
                        (default: all)
   --rss-size SIZE      instead of the benchmark, measure each side's peak RSS
@@ -53,6 +54,10 @@ export const ROW_IDS = [
   "get-fec-clean",
   "rs-encode",
   "rs-decode",
+  "s3-send",
+  "s3-get",
+  "s3-clients-3",
+  "s3-clients-1",
   "socat",
   "rsync",
   "rsync-sha1",

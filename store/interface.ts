@@ -152,6 +152,20 @@ export interface StoreCheckReport {
   seconds: number;
 }
 
+/** A report of a store check that has found nothing yet. */
+export function newCheckReport(): StoreCheckReport {
+  return {
+    files: 0,
+    bytes: 0,
+    intact: 0,
+    recorded: 0,
+    damaged: [],
+    repaired: [],
+    parityAdded: 0,
+    seconds: 0,
+  };
+}
+
 /** Where a server keeps files; see the module docs. */
 export interface Store {
   /** What and where it is, for the log: a folder, or `s3://BUCKET/PREFIX`. */

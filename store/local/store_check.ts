@@ -13,7 +13,7 @@
 
 import type { Logger } from "../../base/log.ts";
 import { secondsSince } from "../../base/clock.ts";
-import type { StoreCheckReport } from "../interface.ts";
+import { newCheckReport, type StoreCheckReport } from "../interface.ts";
 import type { Catalog } from "./catalog.ts";
 import type { ParityStore } from "./parity_store.ts";
 
@@ -43,16 +43,7 @@ export async function checkStore(
   signal?: AbortSignal,
 ): Promise<StoreCheckReport> {
   const started = performance.now();
-  const report: StoreCheckReport = {
-    files: 0,
-    bytes: 0,
-    intact: 0,
-    recorded: 0,
-    damaged: [],
-    repaired: [],
-    parityAdded: 0,
-    seconds: 0,
-  };
+  const report = newCheckReport();
   log.info("Store check: re-hashing every stored file");
   for (const name of await catalog.fileNames()) {
     if (signal?.aborted) break;

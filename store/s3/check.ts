@@ -10,7 +10,11 @@
 
 import { secondsSince } from "../../base/clock.ts";
 import type { Logger } from "../../base/log.ts";
-import type { Store, StoreCheckReport } from "../interface.ts";
+import {
+  newCheckReport,
+  type Store,
+  type StoreCheckReport,
+} from "../interface.ts";
 
 /** Hashes every file of `store` again; stops early when `signal` aborts. */
 export async function checkS3(
@@ -19,16 +23,7 @@ export async function checkS3(
   signal?: AbortSignal,
 ): Promise<StoreCheckReport> {
   const started = performance.now();
-  const report: StoreCheckReport = {
-    files: 0,
-    bytes: 0,
-    intact: 0,
-    recorded: 0,
-    damaged: [],
-    repaired: [],
-    parityAdded: 0,
-    seconds: 0,
-  };
+  const report = newCheckReport();
   log.info("Store check: re-hashing every stored object");
   for (const { name } of (await store.listTree()).files) {
     if (signal?.aborted) break;

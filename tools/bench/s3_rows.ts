@@ -121,29 +121,41 @@ function s3Row(
   return held;
 }
 
+/** One ftv client run against a fresh S3-backed server on `prefix`. */
+async function oneClient(
+  ctx: Context,
+  cluster: CephCluster,
+  prefix: string,
+  args: (port: number) => string[],
+): Promise<{ client: ClientRun; usage: Usage }> {
+  const server = await s3Server(ctx, cluster, prefix);
+  let client: ClientRun;
+  try {
+    client = await runFtvClient(
+      args(server.port),
+      ctx.timeout(ctx.source.size),
+    );
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
+  return { client, usage: await server.stop() };
+}
+
 /** `ftv send` of the random file to a fresh S3-backed server. */
 function sendRow(ctx: Context, ceph: SharedCeph): Row {
   const row = s3Row(ceph, {
     id: "s3-send",
     label: "ftv send, server on S3 (Ceph RGW)",
     run: async (index) => {
-      const server = await s3Server(ctx, row.cluster!, "send");
-      let usage: Usage = {};
-      let client: ClientRun;
-      try {
-        client = await runFtvClient(
-          [
-            "send",
-            ctx.source.path,
-            "--as",
-            "bench.bin",
-            ...ftvArgs(server.port),
-          ],
-          ctx.timeout(ctx.source.size),
-        );
-      } finally {
-        usage = await server.stop();
-      }
+      const { client, usage } = await oneClient(
+        ctx,
+        row.cluster!,
+        "send",
+        (
+          port,
+        ) => ["send", ctx.source.path, "--as", "bench.bin", ...ftvArgs(port)],
+      );
       checkDigest(client, ctx.source, index, row.label);
       return {
         ms: client.ms,
@@ -163,24 +175,19 @@ function getRow(ctx: Context, ceph: SharedCeph): Row {
     label: "ftv get, server on S3 (Ceph RGW)",
     run: async (index) => {
       await discard(out);
-      const server = await s3Server(ctx, row.cluster!, "get");
-      let usage: Usage = {};
-      let client: ClientRun;
-      try {
-        client = await runFtvClient(
-          [
-            "get",
-            "bench.bin",
-            "--out",
-            out,
-            ...receiverFlags(),
-            ...ftvArgs(server.port),
-          ],
-          ctx.timeout(ctx.source.size),
-        );
-      } finally {
-        usage = await server.stop();
-      }
+      const { client, usage } = await oneClient(
+        ctx,
+        row.cluster!,
+        "get",
+        (port) => [
+          "get",
+          "bench.bin",
+          "--out",
+          out,
+          ...receiverFlags(),
+          ...ftvArgs(port),
+        ],
+      );
       await checkCopy(out, ctx.source, index === 0, row.label);
       return {
         ms: client.ms,

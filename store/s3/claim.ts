@@ -52,6 +52,9 @@ export interface ClaimContext {
   log: Logger;
 }
 
+/** Running digests of uploads let go that a server keeps for when they come back. */
+const MAX_WARM = 1024;
+
 const BUSY = (why: string) =>
   refusal(ERROR_CODE.busy, `another transfer of it is in progress (${why})`);
 
@@ -101,8 +104,14 @@ export async function claimUpload(
         log: ctx.log,
         onRelease: (warm) => {
           ctx.held.delete(name);
-          if (warm) ctx.warm.set(name, warm);
-          else ctx.warm.delete(name);
+          ctx.warm.delete(name);
+          if (!warm) return;
+          ctx.warm.set(name, warm);
+          // The oldest go first: a digest kept is only a shortcut.
+          for (const oldest of ctx.warm.keys()) {
+            if (ctx.warm.size <= MAX_WARM) break;
+            ctx.warm.delete(oldest);
+          }
         },
       }),
     };

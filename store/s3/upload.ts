@@ -431,10 +431,12 @@ export class S3Upload implements Upload {
     const wrong: number[] = [];
     for (const [index, part] of this.#parts) {
       const now = inStore.get(part.number);
+      inStore.delete(part.number);
       if (now?.etag === part.etag && now.size === part.size) continue;
       wrong.push(part.number);
       this.#parts.delete(index);
     }
+    wrong.push(...inStore.keys()); // Parts in the store this upload never named.
     this.have.retainOnly(
       storedHave(this.manifest, this.#buffered, this.#parts, undefined),
     );

@@ -9,6 +9,7 @@
  */
 
 import type { Logger } from "../../base/log.ts";
+import { exists } from "../../base/paths.ts";
 import { removeIfPresent } from "../../engine/atomic_file.ts";
 import { claimPart } from "../../engine/part_file.ts";
 import {
@@ -106,14 +107,4 @@ function partOf(path: string): string {
     }
   }
   return path + PART_SUFFIX; // Never exists: the temporary goes.
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }

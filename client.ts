@@ -26,6 +26,7 @@ export type {
   ConnectOptions,
   GetOptions,
   SendOptions,
+  ServerAddress,
   TransferOptions,
   TransferResult,
 } from "./client/ftv_client.ts";

@@ -33,6 +33,7 @@ export type {
   ConnectOptions,
   GetOptions,
   SendOptions,
+  ServerAddress,
   TransferOptions,
   TransferResult,
 } from "./client.ts";
@@ -57,6 +58,7 @@ export type {
 } from "./faults/proxy.ts";
 export type {
   FtvServer,
+  S3Options,
   ServeOptions,
   SimulateErrorsOptions,
 } from "./server.ts";

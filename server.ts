@@ -16,15 +16,21 @@ import type { ChunkFaults } from "./engine/transfer.ts";
 import { ErrorSimulator } from "./faults/simulator.ts";
 import { FramedConnection } from "./net/connection.ts";
 import { AuthThrottle, isLoopback } from "./security/auth.ts";
-import { Catalog } from "./server/catalog.ts";
 import type { ServerContext } from "./server/context.ts";
-import { type ParityShape, ParityStore } from "./server/parity_store.ts";
+import {
+  openLocalStore,
+  openS3,
+  type ParityShape,
+  type S3Options,
+  type Store,
+} from "./store.ts";
+
+export type { S3Options } from "./store.ts";
 import { runSession, type SessionSettings } from "./server/session.ts";
 import { ConnectionTable, type Held } from "./server/connections.ts";
 import { type Housekeeping, startHousekeeping } from "./server/housekeeping.ts";
 import { type HttpFront, startHttp } from "./server/http/router.ts";
 import { OpenUploads } from "./server/http/open_uploads.ts";
-import { UploadRecords } from "./server/http/upload_records.ts";
 
 /** The parity a server keeps unless told otherwise: 16 + 2 (12.5 % more disk). */
 export const DEFAULT_PARITY: ParityShape = { k: 16, m: 2 };
@@ -35,8 +41,18 @@ export interface ServeOptions {
   host?: string;
   /** Port to bind; 0 picks a free one. @default 9999 */
   port?: number;
-  /** Folder for stored files; created when missing. @default "./ftv-data" */
+  /**
+   * Folder for stored files; created when missing. With `s3`, it keeps
+   * only the server's own files (TLS material). @default "./ftv-data"
+   */
   dir?: string;
+  /**
+   * Keep files in an S3 bucket instead of `dir`: several servers on one
+   * bucket share every file and every unfinished upload (any of them
+   * continues any transfer). Parity and `maxTotalBytes` are for a folder;
+   * the service keeps its own checksums and quotas.
+   */
+  s3?: S3Options;
   /** Bytes per chunk for files this server sends. @default 1048576 */
   chunkSize?: number;
   /**
@@ -131,31 +147,30 @@ export interface FtvServer extends AsyncDisposable {
  * ```
  */
 export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
-  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
-  const badChunkSize = chunkSizeRefusal(chunkSize);
-  if (badChunkSize) {
-    throw new RangeError(`Cannot serve: ${badChunkSize.reason}`);
-  }
-  const host = options.host ?? "localhost";
-  const token = typeof options.auth === "object"
-    ? options.auth.token
-    : undefined;
-  for (const bound of [host, options.http?.host ?? host]) {
-    if (!isLoopback(bound) && options.auth === undefined) {
-      throw new RangeError(
-        `Cannot serve on ${bound} without a token: give auth: { token } or, to serve anyone who connects, auth: "anyone"`,
-      );
-    }
-  }
+  const { chunkSize, host, token } = checkedOptions(options);
   const dir = options.dir ?? "./ftv-data";
   await Deno.mkdir(dir, { recursive: true });
   const log = options.log ?? new Logger(COMPONENT.server);
-  const { listener, caFingerprint, certificate } = await listen(
-    host,
-    options.port ?? DEFAULT_PORT,
+  const store = options.s3 ? await openS3(options.s3, log) : openLocalStore({
     dir,
-    options.tls,
-  );
+    parity: options.parity === false
+      ? undefined
+      : options.parity ?? DEFAULT_PARITY,
+    chunkSize,
+  });
+  let listening: Awaited<ReturnType<typeof listen>>;
+  try {
+    listening = await listen(
+      host,
+      options.port ?? DEFAULT_PORT,
+      dir,
+      options.tls,
+    );
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  const { listener, caFingerprint, certificate } = listening;
   const simulate = options.simulateErrors === true
     ? {}
     : options.simulateErrors || undefined;
@@ -163,7 +178,7 @@ export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
     ? new ErrorSimulator({ errorRate: 0.1, ...simulate, log })
     : undefined;
   const server = new Server(listener, {
-    catalog: new Catalog(dir),
+    store,
     chunkSize,
     faults: simulator,
     idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
@@ -172,9 +187,6 @@ export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
     maxConnectionsPerAddress: options.maxConnectionsPerAddress ?? 16,
     partTtlMs: options.partTtlMs ?? 86_400_000,
     verify: options.verify ?? false,
-    parity: options.parity === false
-      ? undefined
-      : options.parity ?? DEFAULT_PARITY,
     token,
     limits: {
       maxFileSize: options.maxFileSize ?? Number.MAX_SAFE_INTEGER,
@@ -205,10 +217,39 @@ export async function serve(options: ServeOptions = {}): Promise<FtvServer> {
       } on ${server.httpAddr.hostname}:${server.httpAddr.port}`,
     );
   }
+  if (options.s3) log.info(`Storing files in ${store.description}`);
   log.info(`Server started on ${host}:${server.addr.port}`);
   if (options.tls) log.info("Serving TLS");
   if (caFingerprint) log.info(`TLS CA fingerprint: ${caFingerprint}`);
   return server;
+}
+
+/** The chunk size, host and token `options` give, once checked. */
+function checkedOptions(
+  options: ServeOptions,
+): { chunkSize: number; host: string; token: string | undefined } {
+  const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+  const badChunkSize = chunkSizeRefusal(chunkSize);
+  if (badChunkSize) {
+    throw new RangeError(`Cannot serve: ${badChunkSize.reason}`);
+  }
+  const host = options.host ?? "localhost";
+  for (const bound of [host, options.http?.host ?? host]) {
+    if (!isLoopback(bound) && options.auth === undefined) {
+      throw new RangeError(
+        `Cannot serve on ${bound} without a token: give auth: { token } or, to serve anyone who connects, auth: "anyone"`,
+      );
+    }
+  }
+  if (options.s3 && options.maxTotalBytes !== undefined) {
+    throw new RangeError(
+      "Cannot serve: maxTotalBytes counts a folder; an S3 store has the service's quota",
+    );
+  }
+  const token = typeof options.auth === "object"
+    ? options.auth.token
+    : undefined;
+  return { chunkSize, host, token };
 }
 
 async function listen(
@@ -271,7 +312,7 @@ export async function serveUntilSignal(options: ServeOptions): Promise<void> {
 }
 
 interface ServerSettings {
-  catalog: Catalog;
+  store: Store;
   chunkSize: number;
   faults: ChunkFaults | undefined;
   idleTimeoutMs: number;
@@ -280,7 +321,6 @@ interface ServerSettings {
   maxConnectionsPerAddress: number;
   partTtlMs: number;
   verify: boolean;
-  parity: ParityShape | undefined;
   token: string | undefined;
   limits: ServerContext["limits"];
   fsync: boolean;
@@ -321,12 +361,7 @@ class Server implements FtvServer {
     this.#settings = settings;
     let transferId = 1;
     this.#context = {
-      catalog: settings.catalog,
-      parity: new ParityStore(
-        settings.catalog.dir,
-        settings.parity,
-        settings.chunkSize,
-      ),
+      store: settings.store,
       chunkSize: settings.chunkSize,
       faults: settings.faults,
       limits: settings.limits,
@@ -348,8 +383,7 @@ class Server implements FtvServer {
       settings.maxConnectionsPerAddress,
     );
     this.#housekeeping = startHousekeeping(
-      settings.catalog,
-      this.#context.parity,
+      settings.store,
       {
         partTtlMs: settings.partTtlMs,
         verify: settings.verify,
@@ -366,7 +400,6 @@ class Server implements FtvServer {
       partTtlMs: settings.partTtlMs,
       stopping: this.#stopping.signal,
       uploads: new OpenUploads(this.#context, settings.idleTimeoutMs),
-      records: new UploadRecords(settings.catalog.dir),
     }, {
       host: settings.http.host,
       port: settings.http.port,
@@ -402,6 +435,7 @@ class Server implements FtvServer {
     await this.finished;
     await Promise.all([...this.#sessions, this.#http?.close()]);
     await this.#housekeeping.stop();
+    await this.#settings.store.close();
   }
 
   [Symbol.asyncDispose](): Promise<void> {

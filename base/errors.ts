@@ -122,6 +122,29 @@ export class TransferError extends Error {
   }
 }
 
+/**
+ * The store behind a server (an S3 service) failed or refused a request:
+ * the operation that needed it ends, the server goes on.
+ */
+export class StoreError extends Error {
+  /** The HTTP status the store answered, or 0 when it could not be reached. */
+  readonly status: number;
+  /** The store's error code (`NoSuchUpload`, `PreconditionFailed`, ...), or `""`. */
+  readonly code: string;
+  /** Builds the error; `cause` is passed through. */
+  constructor(
+    message: string,
+    status: number,
+    code: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "StoreError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
 /** The server refused our token, or wants one we do not have: exit code 3. */
 export class AuthenticationError extends Error {
   /** Builds the error; `cause` is passed through. */

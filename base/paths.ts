@@ -55,3 +55,17 @@ export async function pathKind(
     return undefined;
   }
 }
+
+/**
+ * Whether anything is at `path`, a link included (not followed). Errors
+ * other than "not found", such as a permission refused, are thrown.
+ */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}

@@ -40,6 +40,7 @@ export async function runServer(
     host: values.host,
     port: values.port,
     dir: values.dir,
+    ...optional("s3", serverS3(values)),
     chunkSize: values["chunk-size"],
     simulateErrors: simulateErrors(values),
     fsync: !values["no-fsync"],
@@ -58,6 +59,43 @@ export async function runServer(
     log: new Logger(COMPONENT.server, { level: logLevel(values) }),
   });
   return EXIT.ok;
+}
+
+/** `--store s3://...` with `--s3-endpoint` and `--s3-lease`, or nothing. */
+function serverS3(values: CommandValues<"server">): ServeOptions["s3"] {
+  const endpoints = (values["s3-endpoint"] ?? "").split(",").map((url) =>
+    url.trim()
+  ).filter((url) => url !== "");
+  if (values.store === undefined) {
+    if (endpoints.length > 0) {
+      throw new UsageError("--s3-endpoint needs --store s3://BUCKET");
+    }
+    return undefined;
+  }
+  if (endpoints.length === 0) {
+    throw new UsageError(
+      "--store needs --s3-endpoint URL (the S3 service, e.g. http://127.0.0.1:7480)",
+    );
+  }
+  for (const url of endpoints) {
+    if (!/^https?:\/\/[^/]+\/?$/.test(url)) {
+      throw new UsageError(
+        `--s3-endpoint needs http(s)://HOST[:PORT] URLs, not ${
+          JSON.stringify(url)
+        }`,
+      );
+    }
+  }
+  if (values["max-total"] !== undefined) {
+    throw new UsageError(
+      "--max-total counts the bytes in --dir; with --store, use the S3 service's quota",
+    );
+  }
+  return {
+    url: values.store,
+    endpoints,
+    leaseMs: values["s3-lease"] * 1000,
+  };
 }
 
 /** `--token` (or `FTV_TOKEN`), `--no-auth`, or neither. */

@@ -20,7 +20,8 @@ export type FlagKind =
   | "rate"
   | "seconds"
   | "enum"
-  | "shape";
+  | "shape"
+  | "list";
 
 /** One command-line flag: its kind, help, default and allowed values. */
 export interface Flag<T> {
@@ -35,7 +36,7 @@ export interface Flag<T> {
   /** The values allowed, for `enum`. */
   readonly choices: readonly string[] | undefined;
   /** Its value from the text given (`undefined`: not given); throws a `UsageError`. */
-  value(raw: string | boolean | undefined, name: string): T;
+  value(raw: string | boolean | string[] | undefined, name: string): T;
 }
 
 /** A set of flags by name (without the leading `--`), in help order. */
@@ -87,6 +88,29 @@ export function string(
       throw new UsageError(`--${name} needs ${doc.pattern.needs}`);
     }
     return raw;
+  });
+}
+
+/**
+ * Declares a flag that may be given several times, each time with one or
+ * more values separated by commas: `--host a,b --host c`.
+ */
+export function list(
+  doc: FlagDoc & { default: string },
+): Flag<string[]> {
+  return flag("list", doc, {}, (raw, name) => {
+    const given = raw === undefined
+      ? [doc.default]
+      : Array.isArray(raw)
+      ? raw
+      : [String(raw)];
+    const values = given.flatMap((value) => value.split(",")).map((value) =>
+      value.trim()
+    );
+    if (values.some((value) => value === "")) {
+      throw new UsageError(`--${name} needs a value`);
+    }
+    return values;
   });
 }
 
@@ -252,19 +276,22 @@ function flag<T>(
 
 /** What the command line held, before the values are checked. */
 export interface ParsedArgs {
-  /** The text of each flag given (or `true`), by name. */
-  raw: Record<string, string | boolean | undefined>;
+  /** The text of each flag given (or `true`; every text of a list), by name. */
+  raw: Record<string, string | boolean | string[] | undefined>;
   /** The arguments that are not flags. */
   positionals: string[];
 }
 
 /** Splits `args` into the flags of `flags` (and `--help`) and positionals. */
 export function parseFlags(flags: Flags, args: string[]): ParsedArgs {
-  const options: Record<string, { type: "string" | "boolean" }> = {
-    help: { type: "boolean" },
-  };
+  const options: Record<
+    string,
+    { type: "string" | "boolean"; multiple?: boolean }
+  > = { help: { type: "boolean" } };
   for (const [name, { kind }] of Object.entries(flags)) {
-    options[name] = { type: kind === "boolean" ? "boolean" : "string" };
+    options[name] = kind === "list"
+      ? { type: "string", multiple: true }
+      : { type: kind === "boolean" ? "boolean" : "string" };
   }
   try {
     const { values, positionals } = parseArgs({
@@ -273,7 +300,7 @@ export function parseFlags(flags: Flags, args: string[]): ParsedArgs {
       allowPositionals: true,
       strict: true,
     });
-    return { raw: values, positionals };
+    return { raw: values as ParsedArgs["raw"], positionals };
   } catch (error) {
     // parseArgs explains at length; the first line says what is wrong.
     throw new UsageError((error as Error).message.split("\n")[0]!);

@@ -23,6 +23,7 @@ import {
   flagHelp,
   type Flags,
   integer,
+  list,
   orList,
   rate,
   seconds,
@@ -55,10 +56,15 @@ const noFsyncDownload = boolean({
 
 /** Where the server is and how long to wait for it. */
 const ADDRESS = {
-  host: string({ arg: "HOST", help: "server host", default: DEFAULT_HOST }),
+  host: list({
+    arg: "HOST[:PORT]",
+    help:
+      "server host; several servers sharing one store (comma-separated or --host again) are used in turn, the next one when one fails",
+    default: DEFAULT_HOST,
+  }),
   port: integer({
     arg: "PORT",
-    help: "server port",
+    help: "server port, where a --host names none",
     min: 1,
     max: MAX_PORT,
     default: DEFAULT_PORT,
@@ -151,8 +157,30 @@ const SERVER = {
   }),
   dir: string({
     arg: "DIR",
-    help: "folder for stored files",
+    help:
+      "folder for stored files (with --store: only the server's own files, such as TLS material)",
     default: "./ftv-data",
+  }),
+  store: string({
+    arg: "s3://BUCKET[/PREFIX]",
+    help:
+      "keep files in an S3 bucket instead (credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, region from AWS_REGION); several servers may share it",
+    shown: "--dir",
+    pattern: {
+      regex: /^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/,
+      needs: "s3://BUCKET or s3://BUCKET/PREFIX",
+    },
+  }),
+  "s3-endpoint": string({
+    arg: "URL[,URL...]",
+    help:
+      "the S3 service, path-style (e.g. http://127.0.0.1:7480); several gateways of one service are tried in turn",
+  }),
+  "s3-lease": seconds({
+    arg: "SECS",
+    help:
+      "how long a server holds an S3 upload without renewing: a server that dies blocks its uploads this long",
+    default: 10,
   }),
   "chunk-size": integer({
     arg: "BYTES",

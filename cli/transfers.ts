@@ -17,6 +17,7 @@ import {
   get,
   roundTrip,
   send,
+  type ServerAddress,
   type TransferResult,
   type TreeResult,
 } from "../client.ts";
@@ -69,15 +70,32 @@ async function sessionOf(
       : logLevel(values),
     sink: progress.wrapSink(stderrSink),
   });
+  const servers = serversOf(values.host, values.port);
   const connect = {
-    host: values.host,
-    port: values.port,
+    ...servers[0]!,
+    ...(servers.length > 1 ? { servers } : {}),
     timeoutMs: values.timeout * 1000,
     ...optional("token", tokenOf(values)),
     ...optional("tls", await clientTls(values)),
     log,
   };
   return { connect, log, to: { io, json: values.json, progress } };
+}
+
+/** Each `--host` as a host and port (`--port` where it names none). */
+export function serversOf(
+  hosts: readonly string[],
+  port: number,
+): ServerAddress[] {
+  return hosts.map((text) => {
+    const match = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ??
+      /^([^:]+):(\d+)$/.exec(text) ?? [text, text, undefined];
+    const given = match[2] === undefined ? port : Number(match[2]);
+    if (!Number.isInteger(given) || given < 1 || given > 65535) {
+      throw new UsageError(`--host ${JSON.stringify(text)}: no such port`);
+    }
+    return { host: match[1]!, port: given };
+  });
 }
 
 /** The options of a transfer: the connection, retries, pacing and progress. */

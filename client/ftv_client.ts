@@ -12,6 +12,7 @@ import { COMPONENT, Logger } from "../base/log.ts";
 import { basename } from "../base/paths.ts";
 import { chunkCount } from "../engine/chunks.ts";
 import { chunkSizeOf } from "../engine/chunk_reader.ts";
+import { FileSource } from "../engine/chunk_source.ts";
 import { ChunkStore } from "../engine/chunk_store.ts";
 import { receiveChunks } from "../engine/receiver.ts";
 import { sendChunks } from "../engine/sender.ts";
@@ -114,12 +115,31 @@ export interface GetOptions extends TransferOptions {
   fsync?: boolean;
 }
 
+/** Where a server listens. */
+export interface ServerAddress {
+  /** Its host name or address. */
+  host: string;
+  /** Its port. */
+  port: number;
+}
+
 /** Options for {@linkcode send}, {@linkcode get} and {@linkcode roundTrip}. */
 export interface ClientOptions extends ConnectOptions {
   /** Repair rounds per connection, and reconnects in a row without progress. @default 3 */
   maxRetries?: number;
   /** First reconnect delay in milliseconds, doubling each time. @default 500 */
   retryDelayMs?: number;
+  /**
+   * Several servers sharing one store (S3), instead of `host` and `port`:
+   * the first is used until it fails, then the next, which resumes the
+   * transfer from what the store holds.
+   */
+  servers?: readonly ServerAddress[];
+  /**
+   * How long a server answering `busy` is asked again (every second or
+   * two) before the answer counts as a failure. @default 60000
+   */
+  busyPatienceMs?: number;
 }
 
 /** What a finished transfer reports. */
@@ -218,8 +238,9 @@ export class FtvClient implements Disposable {
     const name = options.as ?? basename(path);
     const compression = options.compress ?? "auto";
     const fec = this.#fec ? options.fec ?? "off" : "off";
+    const source = new FileSource(file);
     const chunkSize = await chunkSizeOf(
-      file,
+      source,
       info.size,
       compression,
       this.chunkSize,
@@ -241,7 +262,7 @@ export class FtvClient implements Disposable {
         chunkCount(info.size, chunkSize)
       } chunks)`,
     );
-    const stats = await sendChunks(this.#fc, file, {
+    const stats = await sendChunks(this.#fc, source, {
       compression,
       size: info.size,
       chunkSize,

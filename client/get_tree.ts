@@ -75,6 +75,7 @@ export async function getTree(
     async (attempt) => {
       using client = await FtvClient.connect({
         ...options,
+        ...attempt.server,
         log: download.log.atLeast("WARNING"),
       });
       download.connections = attempt.number;

@@ -4,6 +4,13 @@
  * consecutive failures without progress, so a long transfer over a link that
  * keeps breaking still finishes while a dead server is given up on.
  *
+ * With several servers sharing one store, a failure moves to the next one
+ * at once, and only a round in which every server failed counts against the
+ * budget and waits. A server that answers `busy` (another transfer of the
+ * same file holds it, for instance one whose server died and whose lease
+ * has yet to run out) is asked again every second or two for up to
+ * `busyPatienceMs` before `busy` counts as a failure.
+ *
  * @module
  */
 
@@ -13,6 +20,7 @@ import {
   type ClientOptions,
   DEFAULT_MAX_RETRIES,
   FtvClient,
+  type ServerAddress,
 } from "./ftv_client.ts";
 import {
   ConnectionError,
@@ -33,7 +41,14 @@ export interface ReconnectOptions {
   /** Stops retrying (and waiting) once aborted; the abort reason is thrown. */
   signal?: AbortSignal;
   log?: Logger;
+  /** Servers sharing one store, tried in turn (see the module docs). */
+  servers?: readonly ServerAddress[];
+  /** How long `busy` answers are asked again before they count as failures. @default 60000 */
+  busyPatienceMs?: number;
 }
+
+/** Longest pause between two asks of a server that answered `busy`. */
+const BUSY_DELAY_MS = 2000;
 
 /** What an attempt reports so the retry budget can tell progress from failure. */
 export interface Attempt {
@@ -41,6 +56,8 @@ export interface Attempt {
   readonly number: number;
   /** Call with the chunks the receiver held when the transfer started. */
   held(chunks: number): void;
+  /** The server to connect to this time, when several were given. */
+  readonly server: ServerAddress | undefined;
 }
 
 /**
@@ -80,36 +97,95 @@ export async function withReconnect<T>(
   options: ReconnectOptions,
   task: (attempt: Attempt) => Promise<T>,
 ): Promise<T> {
-  const retryDelayMs = options.retryDelayMs ?? 500;
-  const maxDelayMs = options.maxDelayMs ?? 30_000;
-  let failures = 0;
-  let bestHeld = -1;
   const { signal } = options;
+  const budget = new RetryBudget(options);
   for (let number = 1;; number++) {
     signal?.throwIfAborted();
     const attempt: Attempt = {
       number,
-      held(chunks) {
-        if (chunks > bestHeld) {
-          if (bestHeld >= 0) failures = 0;
-          bestHeld = chunks;
-        }
-      },
+      held: (chunks) => budget.held(chunks),
+      server: budget.server,
     };
     try {
       return await task(attempt);
     } catch (error) {
       signal?.throwIfAborted();
-      if (!isRetryable(error) || failures >= options.maxRetries) throw error;
-      failures++;
-      const wait = backoffMs(failures, retryDelayMs, maxDelayMs);
+      const wait = isRetryable(error) ? budget.failed(error) : undefined;
+      if (wait === undefined) throw error;
       options.log?.warn(
-        `${(error as Error).message}; reconnecting in ${
-          (wait / 1000).toFixed(1)
-        } s (retry ${failures}/${options.maxRetries})`,
+        `${(error as Error).message}; ${budget.next(wait)}`,
       );
-      await delay(wait, signal);
+      if (wait > 0) await delay(wait, signal);
     }
+  }
+}
+
+/** The retry budget of {@linkcode withReconnect}, and the server to use next. */
+class RetryBudget {
+  #options: ReconnectOptions;
+  #servers: readonly ServerAddress[];
+  #at = 0;
+  /** Servers failed in a row this round (a round counts once all have). */
+  #triedThisRound = 0;
+  #failures = 0;
+  #bestHeld = -1;
+  #busySince: number | undefined;
+  #busyAsks = 0;
+
+  constructor(options: ReconnectOptions) {
+    this.#options = options;
+    this.#servers = options.servers ?? [];
+  }
+
+  /** The server to connect to now (several given), or `undefined`. */
+  get server(): ServerAddress | undefined {
+    return this.#servers[this.#at];
+  }
+
+  /** An attempt started with `chunks` held: more than ever before is progress. */
+  held(chunks: number): void {
+    if (chunks <= this.#bestHeld) return;
+    if (this.#bestHeld >= 0) {
+      this.#failures = 0;
+      this.#triedThisRound = 0;
+      this.#busySince = undefined;
+    }
+    this.#bestHeld = chunks;
+  }
+
+  /** Notes a retryable failure: milliseconds to wait before the next attempt, or `undefined` to give up. */
+  failed(error: unknown): number | undefined {
+    const { maxRetries } = this.#options;
+    const retryDelayMs = this.#options.retryDelayMs ?? 500;
+    const maxDelayMs = this.#options.maxDelayMs ?? 30_000;
+    if (error instanceof RemoteError && error.code === ERROR_CODE.busy) {
+      this.#busySince ??= performance.now();
+      const patience = this.#options.busyPatienceMs ?? 60_000;
+      if (performance.now() - this.#busySince < patience) {
+        return backoffMs(++this.#busyAsks, retryDelayMs, BUSY_DELAY_MS);
+      }
+    } else [this.#busySince, this.#busyAsks] = [undefined, 0];
+    if (this.#servers.length > 1) {
+      this.#at = (this.#at + 1) % this.#servers.length;
+      if (++this.#triedThisRound < this.#servers.length) return 0;
+      this.#triedThisRound = 0;
+    }
+    if (this.#failures >= maxRetries) return undefined;
+    this.#failures++;
+    return backoffMs(this.#failures, retryDelayMs, maxDelayMs);
+  }
+
+  /** What happens after a failure, for the log line. */
+  next(wait: number): string {
+    const server = this.server;
+    const where = server ? ` to ${server.host}:${server.port}` : "";
+    const seconds = (wait / 1000).toFixed(1);
+    if (this.#busySince !== undefined && this.#busyAsks > 0) {
+      return `asking again${where} in ${seconds} s`;
+    }
+    return wait === 0
+      ? `reconnecting${where}`
+      : `reconnecting${where} in ${seconds} s (retry ${this.#failures}/${this.#options.maxRetries})`;
   }
 }
 
@@ -124,6 +200,10 @@ export function reconnectOptions(
       ? {}
       : { retryDelayMs: options.retryDelayMs }),
     ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.servers ? { servers: options.servers } : {}),
+    ...(options.busyPatienceMs === undefined
+      ? {}
+      : { busyPatienceMs: options.busyPatienceMs }),
     log,
   };
 }
@@ -138,7 +218,11 @@ export function reconnecting<T extends { connections?: number }>(
 ): Promise<T> {
   const log = options.log ?? new Logger(COMPONENT.client);
   return withReconnect(reconnectOptions(options, log), async (attempt) => {
-    using client = await FtvClient.connect({ ...options, log });
+    using client = await FtvClient.connect({
+      ...options,
+      ...attempt.server,
+      log,
+    });
     const result = await run(client, (held) => attempt.held(held));
     return { ...result, connections: attempt.number };
   });

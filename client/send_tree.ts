@@ -63,7 +63,11 @@ export async function sendTree(
   await withReconnect(
     reconnectOptions(options, upload.log),
     async (attempt) => {
-      using client = await FtvClient.connect({ ...options, log: upload.log });
+      using client = await FtvClient.connect({
+        ...options,
+        ...attempt.server,
+        log: upload.log,
+      });
       upload.connections = attempt.number;
       attempt.held(upload.filesDone());
       await upload.run(client);

@@ -14,6 +14,7 @@ import {
 } from "../protocol.ts";
 import { TransferError } from "../base/errors.ts";
 import { chunkCount, chunkLength } from "./chunks.ts";
+import type { ChunkSource } from "./chunk_source.ts";
 
 /**
  * Frame buffers a reader cycles through. Reusing them instead of allocating
@@ -25,25 +26,19 @@ export const RING_FRAMES = 3;
 const SAMPLE_BYTES = 64 * 1024;
 
 /**
- * The chunk size to send `file` (of `size` bytes) with: `chunkSize`, larger
- * when compressing pays (see {@linkcode chunkSizeFor}). A file that fits in
- * one chunk is not read. Leaves the file's position at its start.
+ * The chunk size to send `source` (of `size` bytes) with: `chunkSize`,
+ * larger when compressing pays (see {@linkcode chunkSizeFor}). A file that
+ * fits in one chunk is not read.
  */
 export async function chunkSizeOf(
-  file: Deno.FsFile,
+  source: ChunkSource,
   size: number,
   mode: CompressionMode,
   chunkSize: number,
 ): Promise<number> {
   if (mode === "none" || size <= chunkSize) return chunkSize;
   const sample = new Uint8Array(Math.min(size, SAMPLE_BYTES));
-  let filled = 0;
-  while (filled < sample.length) {
-    const got = await file.read(sample.subarray(filled));
-    if (got === null) break;
-    filled += got;
-  }
-  await file.seek(0, Deno.SeekMode.Start);
+  const filled = await source.readAt(0, sample);
   return chunkSizeFor(
     sample.subarray(0, filled),
     mode,
@@ -56,17 +51,16 @@ export async function chunkSizeOf(
 export class ChunkReader {
   /** Number of chunks in the file. */
   readonly count: number;
-  #file: Deno.FsFile;
+  #source: ChunkSource;
   #size: number;
   #chunkSize: number;
-  #position = 0;
   #ring: Uint8Array[] = [];
   #nextSlot = 0;
   #apart: Uint8Array | undefined;
 
-  /** A reader of `file`, `size` bytes in chunks of `chunkSize`. */
-  constructor(file: Deno.FsFile, size: number, chunkSize: number) {
-    this.#file = file;
+  /** A reader of `source`, `size` bytes in chunks of `chunkSize`. */
+  constructor(source: ChunkSource, size: number, chunkSize: number) {
+    this.#source = source;
     this.#size = size;
     this.#chunkSize = chunkSize;
     this.count = chunkCount(size, chunkSize);
@@ -98,21 +92,12 @@ export class ChunkReader {
   }
 
   async #read(seq: number, frame: Uint8Array): Promise<Uint8Array> {
-    const offset = seq * this.#chunkSize;
-    if (this.#position !== offset) {
-      await this.#file.seek(offset, Deno.SeekMode.Start);
-      this.#position = offset;
-    }
-    let filled = DATA_FRAME_OVERHEAD;
-    while (filled < frame.length) {
-      const got = await this.#file.read(frame.subarray(filled));
-      if (got === null) {
-        throw new TransferError(
-          `Cannot read chunk ${seq}: the file shrank while being sent`,
-        );
-      }
-      filled += got;
-      this.#position += got;
+    const payload = frame.subarray(DATA_FRAME_OVERHEAD);
+    const filled = await this.#source.readAt(seq * this.#chunkSize, payload);
+    if (filled < payload.length) {
+      throw new TransferError(
+        `Cannot read chunk ${seq}: the file shrank while being sent`,
+      );
     }
     return frame;
   }

@@ -17,7 +17,8 @@ import { folderOf } from "../base/paths.ts";
 import { removeIfPresent, syncFolder } from "./atomic_file.ts";
 import { bytesHeld, chunkCount, chunkLength, isAllZero } from "./chunks.ts";
 import { claimPart, PartIo } from "./part_file.ts";
-import { ParityWriter } from "./parity/parity_file.ts";
+import { ParityKeeper } from "./parity_keeper.ts";
+import type { ChunkSink } from "./chunk_sink.ts";
 import {
   firstMissing,
   type Manifest,
@@ -59,6 +60,11 @@ export interface ChunkStoreOptions {
    * has taken its final name.
    */
   parity?: { k: number; m: number; path: string };
+  /**
+   * Told of the finished file (its digest, and its stat as renamed) once it
+   * holds its final name, while the claim is still held.
+   */
+  onFinalized?: (sha256: string, info: Deno.FileInfo) => Promise<void>;
 }
 
 /**
@@ -69,7 +75,7 @@ export interface ChunkStoreOptions {
 export const MAX_AHEAD_BYTES = 16 * 1024 * 1024;
 
 /** A file being received, chunk by chunk, resumable across runs. */
-export class ChunkStore {
+export class ChunkStore implements ChunkSink {
   /** The final path; nothing is written there before {@linkcode finalize}. */
   readonly path: string;
   readonly partPath: string;
@@ -113,10 +119,8 @@ export class ChunkStore {
   #tailSeq = -1;
   #snapshots = 0;
   #digest: string | undefined;
-  #parityOptions: ChunkStoreOptions["parity"];
-  #parity: ParityWriter | undefined;
-  /** Why the parity file could not be written, if it could not (the file itself is fine). */
-  parityFailure: Error | undefined;
+  #parity: ParityKeeper;
+  #onFinalized: ChunkStoreOptions["onFinalized"];
 
   private constructor(
     path: string,
@@ -138,7 +142,11 @@ export class ChunkStore {
     this.#checkpointMs = options.checkpointMs ?? 1000;
     this.#fsync = options.fsync ?? true;
     this.#attributes = options.attributes;
-    this.#parityOptions = options.parity;
+    this.#parity = new ParityKeeper(options.parity, {
+      chunkSize: manifest.chunkSize,
+      size: manifest.size,
+    });
+    this.#onFinalized = options.onFinalized;
   }
 
   /**
@@ -195,6 +203,16 @@ export class ChunkStore {
   /** The finished file as it was renamed into place, once {@linkcode finalize} has run. */
   get finished(): Deno.FileInfo | undefined {
     return this.#finished;
+  }
+
+  /** The part file's path, for log lines. */
+  get label(): string {
+    return this.partPath;
+  }
+
+  /** Why the parity file could not be written, if it could not (the file itself is fine). */
+  get parityFailure(): Error | undefined {
+    return this.#parity.failure;
   }
 
   /** Chunks already held from an earlier run. */
@@ -416,7 +434,9 @@ export class ChunkStore {
       if (!undo) return Promise.resolve();
       this.have.retainOnly(snapshot.have);
       this.#releaseAhead();
-      if (this.#parity) this.#dropParity(new Error("chunks were undone"));
+      if (this.#parity.writing) {
+        this.#parity.drop(new Error("chunks were undone"));
+      }
       this.#hash = snapshot.hash;
       this.#nextToHash = snapshot.nextToHash;
       [this.#tail, this.#tailSeq] = [snapshot.tail, snapshot.tailSeq];
@@ -461,7 +481,10 @@ export class ChunkStore {
       if (this.#fsync) await syncFolder(this.path);
       await removeIfPresent(this.statePath);
       this.#finished = await this.#io.file.stat();
-      await this.#finishParity();
+      if (this.#onFinalized && this.#digest !== undefined) {
+        await this.#onFinalized(this.#digest, this.#finished);
+      }
+      await this.#parity.finish(this.#digest, this.#fsync);
       return this.#finished;
     } finally {
       this.#close();
@@ -536,43 +559,7 @@ export class ChunkStore {
   async #digestChunk(seq: number, bytes: Uint8Array): Promise<void> {
     this.#hash.update(bytes);
     this.#nextToHash++;
-    const wanted = this.#parityOptions;
-    if (!wanted || this.parityFailure) return;
-    try {
-      this.#parity ??= await ParityWriter.create(`${wanted.path}.tmp`, {
-        k: wanted.k,
-        m: wanted.m,
-        chunkSize: this.manifest.chunkSize,
-        size: this.manifest.size,
-      });
-      await this.#parity.add(seq, bytes);
-    } catch (error) {
-      this.#dropParity(error as Error);
-    }
-  }
-
-  /** Gives up the parity (it is only ever an extra): closes and removes its temporary. */
-  #dropParity(failure?: Error): void {
-    this.parityFailure ??= failure;
-    this.#parity?.close();
-    this.#parity = undefined;
-    if (this.#parityOptions) {
-      removeIfPresent(`${this.#parityOptions.path}.tmp`).catch(() => undefined);
-    }
-  }
-
-  /** Writes the parity file of the finished file, beside it, once it holds its name. */
-  async #finishParity(): Promise<void> {
-    const wanted = this.#parityOptions;
-    if (!wanted || !this.#parity || this.#digest === undefined) return;
-    try {
-      await this.#parity.finish(this.#digest, this.#fsync);
-      await Deno.rename(`${wanted.path}.tmp`, wanted.path);
-    } catch (error) {
-      this.#dropParity(error as Error);
-    } finally {
-      this.#parity = undefined;
-    }
+    await this.#parity.add(seq, bytes);
   }
 
   async #checkpoint(): Promise<void> {
@@ -591,7 +578,7 @@ export class ChunkStore {
 
   #close(): void {
     this.#releaseAhead();
-    if (this.#parity) this.#dropParity();
+    if (this.#parity.writing) this.#parity.drop();
     if (this.#closed) return;
     this.#closed = true;
     this.#io.file.close();

@@ -13,7 +13,7 @@
 
 import type { Logger } from "../base/log.ts";
 import type { ControlMessage } from "../protocol.ts";
-import type { ChunkStore } from "./chunk_store.ts";
+import type { ChunkSink } from "./chunk_sink.ts";
 import { chunkLength } from "./chunks.ts";
 import { zeros } from "./compression.ts";
 import { parityOf } from "./fec.ts";
@@ -29,7 +29,7 @@ export interface FecReceiverOptions {
   k: number;
   transferId: number;
   /** Where chunks are written, and read back to rebuild others. */
-  store: ChunkStore;
+  store: ChunkSink;
   /** Sends a control message (a `loss` report) to the sender. */
   send(message: ControlMessage): Promise<void>;
   /** Whether chunk `seq` is held or on its way into the store (accepted). */
@@ -158,10 +158,14 @@ export class FecReceiver {
       else if (missing.includes(seq)) shards.push(undefined);
       else {
         const chunk = new Uint8Array(shardSize);
-        await store.readChunk(
-          seq,
-          chunk.subarray(0, chunkLength(seq, size, chunkSize)),
-        );
+        try {
+          await store.readChunk(
+            seq,
+            chunk.subarray(0, chunkLength(seq, size, chunkSize)),
+          );
+        } catch {
+          return; // Not readable back (an S3 part already sent): asked for again instead.
+        }
         shards.push(chunk);
       }
     }

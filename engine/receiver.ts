@@ -1,6 +1,6 @@
 /**
  * The receiving side of one file: tells the sender which chunks are held,
- * checks each chunk's CRC, writes good ones to a {@linkcode ChunkStore},
+ * checks each chunk's CRC, hands good ones to a {@linkcode ChunkSink},
  * answers `nack` with exactly the sequence numbers still missing, and
  * finalises once the whole-file SHA-256 matches.
  *
@@ -9,7 +9,7 @@
 
 import { createHash } from "node:crypto";
 import { ChunkBitmap } from "./bitmap.ts";
-import type { ChunkStore } from "./chunk_store.ts";
+import type { ChunkSink } from "./chunk_sink.ts";
 import { decodeChunk } from "./compression.ts";
 import type { FramedConnection } from "../net/connection.ts";
 import { type DataFrame, PARITY_FLAG } from "../protocol.ts";
@@ -53,11 +53,11 @@ export interface ReceiveChunksOptions {
   /** Told the bytes held so far and the chunk frames received in repair rounds. */
   onProgress?: (bytes: number, retransmittedChunks: number) => void;
   /**
-   * Told of the file once it holds its final name (its digest, and its stat
-   * as renamed), before the sender is told it was verified: whatever is
-   * recorded here is in place when the sender hears the news.
+   * Told of the file once it holds its final name (its digest), before the
+   * sender is told it was verified: whatever is recorded here is in place
+   * when the sender hears the news.
    */
-  onStored?: (sha256: string, info: Deno.FileInfo) => Promise<void>;
+  onStored?: (sha256: string) => Promise<void>;
   /**
    * The sender follows each group of this many chunks with parity frames:
    * lost chunks are rebuilt from them (see `fec_receiver.ts`), and early
@@ -83,7 +83,7 @@ const MAX_PENDING_WRITE_BYTES = 16 * 1024 * 1024;
  */
 export async function receiveChunks(
   fc: FramedConnection,
-  store: ChunkStore,
+  store: ChunkSink,
   options: ReceiveChunksOptions,
 ): Promise<TransferStats> {
   await announceHeld(fc, store, options.transferId, options.log);
@@ -120,7 +120,7 @@ export async function receiveChunks(
 /** One file being received: the writes in flight, the rounds, the tallies. */
 class ChunkReceiver {
   #fc: FramedConnection;
-  #store: ChunkStore;
+  #store: ChunkSink;
   #options: ReceiveChunksOptions;
   #wireStart: number;
   #held: number;
@@ -137,7 +137,7 @@ class ChunkReceiver {
 
   constructor(
     fc: FramedConnection,
-    store: ChunkStore,
+    store: ChunkSink,
     options: ReceiveChunksOptions,
   ) {
     this.#fc = fc;
@@ -349,8 +349,8 @@ class ChunkReceiver {
       });
     }
     log?.info("Checksum verification successful!");
-    const info = await store.finalize();
-    await this.#options.onStored?.(actual, info);
+    await store.finalize();
+    await this.#options.onStored?.(actual);
     const { size } = store.manifest;
     await this.#fc.send({
       type: "verified",
@@ -457,13 +457,13 @@ const REASK_BYTES = 32 * 1024 * 1024;
 /** Sends `ready`, first re-verifying a part file whose state was lost. */
 async function announceHeld(
   fc: FramedConnection,
-  store: ChunkStore,
+  store: ChunkSink,
   transferId: number,
   log: Logger | undefined,
 ): Promise<void> {
   if (store.needsVerification && store.count <= MAX_SUMS_CHUNKS) {
     log?.warn(
-      `Resume state for ${store.path} is missing or damaged; re-verifying the part file`,
+      `Resume state for ${store.label} is missing or damaged; re-verifying the part file`,
     );
     await fc.send({
       type: "ready",
@@ -478,7 +478,7 @@ async function announceHeld(
     log?.info(`Part file re-verified: ${held} of ${store.count} chunks intact`);
   } else if (store.resumedChunks > 0) {
     log?.info(
-      `Resuming ${store.path}: ${store.resumedChunks} of ${store.count} chunks already held`,
+      `Resuming ${store.label}: ${store.resumedChunks} of ${store.count} chunks already held`,
     );
   }
   await fc.send({ type: "ready", transferId, have: store.have.toBase64() });

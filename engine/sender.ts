@@ -9,6 +9,7 @@
 import { createHash } from "node:crypto";
 import type { ChunkBitmap } from "./bitmap.ts";
 import { ChunkReader } from "./chunk_reader.ts";
+import type { ChunkSource } from "./chunk_source.ts";
 import { ChunkCompressor, type CompressionMode } from "./compression.ts";
 import type { FramedConnection } from "../net/connection.ts";
 import type { Logger } from "../base/log.ts";
@@ -89,17 +90,18 @@ export interface SendChunksOptions {
 }
 
 /**
- * Sends a file's chunks until the receiver reports it verified.
+ * Sends a file's chunks, read from `source`, until the receiver reports it
+ * verified.
  */
 export async function sendChunks(
   fc: FramedConnection,
-  file: Deno.FsFile,
+  source: ChunkSource,
   options: SendChunksOptions,
 ): Promise<TransferStats> {
   const { size, chunkSize, simulator } = options;
   const wireStart = fc.bytesSent;
   const count = chunkCount(size, chunkSize);
-  const reader = new ChunkReader(file, size, chunkSize);
+  const reader = new ChunkReader(source, size, chunkSize);
   const readiness = await awaitReady(fc, options.transferId, reader);
   if (readiness === "verified") {
     return alreadyHeld(size, count, options.knownSha256 ?? "");

@@ -26,7 +26,7 @@ export interface UploadRequest {
  * syntax, then (with `links`) symbolic links on the way, then the size
  * limits and the chunk size, then another upload of the same name under way.
  * A tree's eager puts skip `links` and rely on
- * {@linkcode Catalog.inspect}, which finds the same links cheaper.
+ * `Store.storeSmall`, which finds the same links cheaper.
  */
 export async function uploadRefusal(
   ctx: ServerContext,
@@ -34,7 +34,7 @@ export async function uploadRefusal(
   options: { links: boolean },
 ): Promise<Refusal | undefined> {
   const name = pathRefusal(upload.name) ??
-    (options.links ? await ctx.catalog.linkRefusal(upload.name) : undefined);
+    (options.links ? await ctx.store.nameRefusal(upload.name) : undefined);
   if (name) return name;
   return await sizeRefusal(ctx, upload) ?? busyRefusal(ctx, upload.name);
 }
@@ -52,7 +52,7 @@ async function sizeRefusal(
     );
   }
   if (maxTotalBytes < Number.MAX_SAFE_INTEGER) {
-    const stored = await ctx.catalog.totalBytes();
+    const stored = await ctx.store.totalBytes();
     if (stored + upload.size > maxTotalBytes) {
       return refusal(
         ERROR_CODE.tooLarge,

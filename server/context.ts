@@ -7,8 +7,7 @@
 
 import type { Logger } from "../base/log.ts";
 import type { ChunkFaults } from "../engine/transfer.ts";
-import type { Catalog } from "./catalog.ts";
-import type { ParityStore } from "./parity_store.ts";
+import type { Store } from "../store.ts";
 
 /** Most repair rounds the server grants one transfer. */
 export const MAX_SERVER_ROUNDS = 100;
@@ -17,16 +16,14 @@ export const MAX_SERVER_ROUNDS = 100;
 export interface StoreLimits {
   /** Largest file accepted, in bytes. */
   maxFileSize: number;
-  /** Most bytes all stored files (and part files) may take together. */
+  /** Most bytes all stored files (and unfinished uploads) may take together. */
   maxTotalBytes: number;
 }
 
 /** The state and settings request handlers share. */
 export interface ServerContext {
-  /** The stored files. */
-  readonly catalog: Catalog;
-  /** Their parity (none when the server keeps no parity). */
-  readonly parity: ParityStore;
+  /** The stored files, and the uploads under way: a local folder or an S3 bucket. */
+  readonly store: Store;
   /** Chunk size for files this server sends. */
   readonly chunkSize: number;
   /** Faults injected into outgoing chunks (`--simulate-errors`). */

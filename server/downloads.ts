@@ -27,7 +27,7 @@ import {
 import { pathRefusal } from "../protocol/names.ts";
 import { AUTO_GROUP, type FecMode } from "../engine/fec.ts";
 import { parseShape } from "../engine/parity/shape.ts";
-import { damagedRefusal } from "./catalog.ts";
+import { damagedRefusal } from "../store.ts";
 import { MAX_SERVER_ROUNDS, type ServerContext } from "./context.ts";
 import { refuse } from "./refuse.ts";
 
@@ -38,22 +38,22 @@ export async function sendDownload(
   get: GetMessage,
 ): Promise<void> {
   if (get.eager) return await sendEagerDownload(ctx, fc, get);
-  const { catalog, log } = ctx;
+  const { store, log } = ctx;
   const what = `get ${JSON.stringify(get.name)}`;
   const refused = pathRefusal(get.name) ??
-    await catalog.linkRefusal(get.name);
+    await store.nameRefusal(get.name);
   if (refused) return refuse(ctx, fc, refused, what);
-  const opened = await catalog.open(get.name);
+  const opened = await store.open(get.name);
   if (!opened) return refuse(ctx, fc, notFound(), what);
-  using file = opened.file;
-  const { entry } = opened;
+  using file = opened;
+  const { entry, source } = file;
   if (entry.damaged) {
     return refuse(ctx, fc, damagedRefusal(entry.sha256), what);
   }
   const transferId = ctx.nextTransferId();
   const compression = get.compress ?? "none";
   const chunkSize = await chunkSizeOf(
-    file,
+    source,
     entry.size,
     compression,
     ctx.chunkSize,
@@ -76,7 +76,7 @@ export async function sendDownload(
   });
   log.info(`File split into ${chunkCount(entry.size, chunkSize)} chunks`);
   try {
-    const stats = await sendChunks(fc, file, {
+    const stats = await sendChunks(fc, source, {
       transferId,
       size: entry.size,
       chunkSize,
@@ -85,12 +85,7 @@ export async function sendDownload(
       simulator: ctx.faults,
       zeroChunks: ctx.zeroChunks === true,
       fec,
-      guard: await ctx.parity.guardFor(
-        get.name,
-        catalog.pathOf(get.name),
-        entry.sha256,
-        log,
-      ),
+      guard: await store.guardFor(get.name, entry, log),
       maxRounds: MAX_SERVER_ROUNDS,
       log,
     });
@@ -137,7 +132,7 @@ export async function recheckAfterMismatch(
   ctx: ServerContext,
   name: string,
 ): Promise<void> {
-  const found = await ctx.catalog.recheck(name);
+  const found = await ctx.store.recheck(name);
   if (found.kind === "damaged") {
     ctx.log.error(
       `Stored file ${name} is damaged: its bytes have SHA-256 ${found.actual}, not ${found.expected} as received; it is refused until sent again`,
@@ -161,11 +156,11 @@ async function sendEagerDownload(
   fc: FramedConnection,
   get: Extract<GetMessage, { eager: true }>,
 ): Promise<void> {
-  const { catalog, chunkSize, faults, log } = ctx;
+  const { store, chunkSize, faults, log } = ctx;
   const what = `get ${JSON.stringify(get.name)}`;
   const syntax = pathRefusal(get.name);
   if (syntax) return refuse(ctx, fc, syntax, what);
-  const read = await catalog.readSmall(get.name, chunkSize);
+  const read = await store.readSmall(get.name, chunkSize);
   if (read.kind === "refused") return refuse(ctx, fc, read.refusal, what);
   if (read.kind === "missing") return refuse(ctx, fc, notFound(), what);
   if (read.kind === "tooLarge") {

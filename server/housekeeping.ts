@@ -1,16 +1,13 @@
 /**
- * A server's background work: removing abandoned part files every so often
- * (see `part_sweeper.ts`) and, when asked, the store check at start (see
- * `store_check.ts`). Neither holds up serving; both stop with the server.
+ * A server's background work: removing what abandoned uploads left every so
+ * often (`Store.sweep`) and, when asked, the store check at start
+ * (`Store.check`). Neither holds up serving; both stop with the server.
  *
  * @module
  */
 
 import type { Logger } from "../base/log.ts";
-import type { Catalog } from "./catalog.ts";
-import type { ParityStore } from "./parity_store.ts";
-import { sweepParts } from "./part_sweeper.ts";
-import { checkStore } from "./store_check.ts";
+import type { Store } from "../store.ts";
 
 /** Longest pause between two sweeps, whatever the time to live. */
 const MAX_SWEEP_INTERVAL_MS = 60 * 60 * 1000;
@@ -33,8 +30,7 @@ export interface Housekeeping {
 
 /** Starts sweeping (at once, then every quarter of the time to live, at most hourly) and the store check. */
 export function startHousekeeping(
-  catalog: Catalog,
-  parity: ParityStore,
+  store: Store,
   options: HousekeepingOptions,
 ): Housekeeping {
   const { log } = options;
@@ -49,7 +45,7 @@ export function startHousekeeping(
   };
   const sweep = () => {
     track(
-      sweepParts(catalog, options.partTtlMs, log).then((report) => {
+      store.sweep(options.partTtlMs, log).then((report) => {
         if (report.files > 0) {
           log.info(
             `Removed ${report.files} abandoned file(s), ${report.bytes} bytes`,
@@ -64,7 +60,7 @@ export function startHousekeeping(
     Math.min(MAX_SWEEP_INTERVAL_MS, Math.max(1000, options.partTtlMs / 4)),
   );
   if (options.verify) {
-    track(checkStore(catalog, parity, log, stopping.signal));
+    track(store.check(log, stopping.signal));
   }
   return {
     async stop() {

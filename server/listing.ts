@@ -20,7 +20,7 @@ export async function answerList(
   const { prefix } = request;
   const refused = prefix === undefined ? undefined : pathRefusal(prefix);
   if (refused) return refuse(ctx, fc, refused, "list");
-  const { files, dirs } = await ctx.catalog.listTree(prefix);
+  const { files, dirs } = await ctx.store.listTree(prefix);
   const total = files.length + dirs.length;
   const start = Math.min(request.offset ?? 0, total);
   const end = Math.min(start + LISTING_PAGE_ENTRIES, total);

@@ -86,7 +86,7 @@ export async function runSession(
         `Stored ${tree.files} small file(s) (${tree.bytes} bytes) and ${tree.dirs} folder(s) from ${peer}`,
       );
     }
-    await ctx.catalog.flush().catch((error) =>
+    await ctx.store.flush().catch((error) =>
       log.warn(`Cannot save the digest cache: ${error.message}`)
     );
   }

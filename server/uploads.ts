@@ -6,19 +6,12 @@
  * @module
  */
 
-import {
-  ERROR_CODE,
-  isNoSpace,
-  type Refusal,
-  refusal,
-  TransferError,
-} from "../base/errors.ts";
-import { removeIfPresent } from "../engine/atomic_file.ts";
-import { ChunkStore } from "../engine/chunk_store.ts";
+import { ERROR_CODE, isNoSpace, TransferError } from "../base/errors.ts";
 import { receiveChunks, receiveEager } from "../engine/receiver.ts";
 import type { FramedConnection } from "../net/connection.ts";
 import type { ControlOf, PutMessage } from "../protocol.ts";
-import { PART_SUFFIX, pathRefusal, STATE_SUFFIX } from "../protocol/names.ts";
+import { pathRefusal } from "../protocol/names.ts";
+import { noSpaceRefusal } from "../store.ts";
 import { uploadRefusal } from "./admission.ts";
 import {
   MAX_SERVER_ROUNDS,
@@ -42,9 +35,9 @@ export async function receiveUpload(
   fc: FramedConnection,
   put: OrdinaryPut,
 ): Promise<"ended" | undefined> {
-  const { catalog, log } = ctx;
+  const { store, log } = ctx;
   const refused = await uploadRefusal(ctx, put, { links: true }) ??
-    catalog.makeParents(put.name);
+    store.prepare(put.name);
   if (refused) {
     await refuse(ctx, fc, refused, `store ${JSON.stringify(put.name)}`);
     return;
@@ -69,7 +62,7 @@ export async function receiveUpload(
       await refuse(
         ctx,
         fc,
-        noSpace(put.name),
+        noSpaceRefusal(put.name),
         `store ${JSON.stringify(put.name)}`,
       );
       return "ended";
@@ -81,21 +74,13 @@ export async function receiveUpload(
   }
 }
 
-/** The refusal of an upload the disk has no room for. */
-function noSpace(name: string): Refusal {
-  return refusal(
-    ERROR_CODE.noSpace,
-    `the server has no space left for ${JSON.stringify(name)}`,
-  );
-}
-
 async function receiveIntoStore(
   ctx: ServerContext,
   fc: FramedConnection,
   put: OrdinaryPut,
 ): Promise<void> {
-  const { catalog, log } = ctx;
-  const claimed = await ChunkStore.claim(catalog.pathOf(put.name), {
+  const { log } = ctx;
+  const claimed = await ctx.store.receive({
     name: put.name,
     size: put.size,
     chunkSize: put.chunkSize,
@@ -103,7 +88,6 @@ async function receiveIntoStore(
   }, {
     fsync: ctx.fsync,
     attributes: { mode: put.mode, mtimeMs: put.mtimeMs },
-    parity: await ctx.parity.forUpload(put.name),
   });
   if (!claimed.ok) {
     return refuse(
@@ -125,7 +109,6 @@ async function receiveIntoStore(
       maxRetries: Math.min(put.maxRetries, MAX_SERVER_ROUNDS),
       earlyNack: put.earlyNack === true,
       ...(put.fecK === undefined ? {} : { fecK: put.fecK }),
-      onStored: (sha256, info) => catalog.record(put.name, sha256, info),
       log,
     });
     if (store.parityFailure) {
@@ -152,10 +135,10 @@ async function receiveIntoStore(
  * An eager put: a file of at most one chunk whose data follows without
  * waiting for `ready`, so a tree's small files stream back to back over one
  * connection. Received whole, checked, then stored in one go
- * ({@linkcode Catalog.storeWhole}); answered `verified`, or `nack` round 0
- * when the bytes were damaged or a part file appeared meanwhile (the client
- * sends the file again the normal way), or `error`. One DEBUG line per file; the session
- * logs a summary.
+ * (`Store.storeSmall`); answered `verified`, or `nack` round 0
+ * when the bytes were damaged or a transfer of the name is under way (the
+ * client sends the file again the normal way), or `error`. One DEBUG line
+ * per file; the session logs a summary.
  */
 export async function receiveEagerUpload(
   ctx: ServerContext,
@@ -163,51 +146,40 @@ export async function receiveEagerUpload(
   put: EagerPut,
   tree: TreeTally,
 ): Promise<void> {
-  const { catalog, log } = ctx;
+  const { log } = ctx;
   const { transferId, sha256 } = put;
   const body = await receiveEager(fc, put);
   const what = `store ${JSON.stringify(put.name)}`;
-  const retryLater = () =>
-    fc.queue({ type: "nack", transferId, seqs: [], round: 0 });
   const refused = await uploadRefusal(ctx, put, { links: false });
   if (refused) return refuse(ctx, fc, refused, what);
-  let found = catalog.inspect(put.name);
-  if (found.kind === "refused") return refuse(ctx, fc, found.refusal, what);
-  if (found.stored?.size === put.size && await holds(ctx, put, sha256)) {
-    log.debug(`${put.name} is already stored with that digest`);
-    fc.queue({
-      type: "verified",
-      transferId,
-      sha256,
-      bytes: put.size,
-      held: true,
-    });
-    return;
+  const stored = await ctx.store.storeSmall(put, body, { fsync: ctx.fsync });
+  switch (stored.kind) {
+    case "held":
+      log.debug(`${put.name} is already stored with that digest`);
+      fc.queue({
+        type: "verified",
+        transferId,
+        sha256,
+        bytes: put.size,
+        held: true,
+      });
+      return;
+    case "retry":
+      if (stored.reason !== undefined) {
+        log.warn(`Eager transfer of ${put.name} failed: ${stored.reason}`);
+      }
+      fc.queue({ type: "nack", transferId, seqs: [], round: 0 });
+      return;
+    case "refused":
+      return refuse(
+        ctx,
+        fc,
+        stored.refusal.code === ERROR_CODE.noSpace
+          ? noSpaceRefusal(put.name)
+          : stored.refusal,
+        what,
+      );
   }
-  if (!body.ok) {
-    log.warn(`Eager transfer of ${put.name} failed: ${body.reason}`);
-    return retryLater();
-  }
-  if (found.leftovers) {
-    const linked = await catalog.linkRefusal(put.name);
-    if (linked) return refuse(ctx, fc, linked, what);
-    await removeIfPresent(catalog.pathOf(put.name) + PART_SUFFIX);
-    await removeIfPresent(catalog.pathOf(put.name) + STATE_SUFFIX);
-    found = catalog.inspect(put.name);
-    if (found.kind === "refused") return refuse(ctx, fc, found.refusal, what);
-  }
-  const stored = catalog.storeWhole(put.name, body.bytes, sha256, {
-    mode: put.mode,
-    mtimeMs: put.mtimeMs,
-    fsync: ctx.fsync,
-    parentsExist: found.parentsExist,
-  });
-  if (stored?.code === ERROR_CODE.busy) return retryLater();
-  if (stored?.code === ERROR_CODE.noSpace) {
-    return refuse(ctx, fc, noSpace(put.name), what);
-  }
-  if (stored) return refuse(ctx, fc, stored, what);
-  await ctx.parity.remove(put.name); // Parity of a file it replaced; the store check adds new.
   tree.files++;
   tree.bytes += put.size;
   log.debug(`Stored ${put.name} (${put.size} bytes, SHA-256 ${sha256})`);
@@ -215,14 +187,14 @@ export async function receiveEagerUpload(
 }
 
 /** Creates a folder with its mode and mtime; answered like an eager put. */
-export function makeFolder(
+export async function makeFolder(
   ctx: ServerContext,
   fc: FramedConnection,
   request: ControlOf<"mkdir">,
   tree: TreeTally,
 ): Promise<void> {
   const refused = pathRefusal(request.name) ??
-    ctx.catalog.makeFolder(request.name, request);
+    await ctx.store.makeFolder(request.name, request);
   if (refused) {
     return refuse(
       ctx,
@@ -238,7 +210,6 @@ export function makeFolder(
     sha256: "",
     bytes: 0,
   });
-  return Promise.resolve();
 }
 
 /**
@@ -250,6 +221,6 @@ async function holds(
   put: { name: string; size: number },
   sha256: string,
 ): Promise<boolean> {
-  const entry = await ctx.catalog.lookup(put.name);
+  const entry = await ctx.store.lookup(put.name);
   return entry?.size === put.size && entry.sha256 === sha256 && !entry.damaged;
 }

@@ -363,6 +363,7 @@ const BAD: Record<FlagKind, (name: string) => string[]> = {
   seconds: (name) => [`--${name}`, "0"],
   enum: (name) => [`--${name}`, "sideways"],
   shape: (name) => [`--${name}`, "16+0"],
+  list: (name) => [`--${name}`, "a,,b"],
 };
 
 Deno.test("every flag in the table appears in its command's --help", async (t) => {

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { Logger, type LogLevel } from "../base/log.ts";
+export { exists } from "../base/paths.ts";
 import {
   type ControlMessage,
   encodeControl,
@@ -127,17 +128,6 @@ export async function sameBytes(a: string, b: string): Promise<boolean> {
   }
   const [sa, sb] = await Promise.all([sha256File(a), sha256File(b)]);
   return sa === sb;
-}
-
-/** Whether `path` exists. */
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }
 
 /** Names in a folder, sorted. */

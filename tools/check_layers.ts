@@ -12,7 +12,7 @@
  * | 1 | `cli/`, `tools/` |
  * | 2 | `demo.ts` |
  * | 3 | `server.ts` + `server/`, `client.ts` + `client/` |
- * | 4 | `faults/`, `web/` |
+ * | 4 | `store.ts` + `store/`, `faults/`, `web/` |
  * | 5 | `engine/`, `security/` |
  * | 6 | `net/` |
  * | 7 | `protocol.ts` + `protocol/` |
@@ -32,6 +32,7 @@ export const LAYERS: Readonly<Record<string, number>> = {
   demo: 2,
   server: 3,
   client: 3,
+  store: 4,
   faults: 4,
   web: 4,
   engine: 5,

@@ -23,6 +23,7 @@ import { parseArgs } from "node:util";
 import { writeRandomFile } from "../demo.ts";
 import { hashFile } from "../engine/digest.ts";
 import { Logger } from "../base/log.ts";
+import { exists } from "../base/paths.ts";
 import { PART_SUFFIX, STATE_SUFFIX } from "../protocol/names.ts";
 import { type FaultProxyOptions, startProxy } from "../faults/proxy.ts";
 import { Rng } from "../faults/rng.ts";
@@ -187,16 +188,6 @@ function describePlan(plan: Plan): string {
     : `, kill ${plan.kill} at ${Math.round(plan.killAt * 100)}%`;
   const retries = plan.maxRetries === 1 ? ", 1 retry" : "";
   return `${plan.op} ${plan.size} B, ${faults}${retries}${kill}`;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }
 
 async function removeAll(paths: string[]): Promise<void> {

@@ -1,5 +1,5 @@
 /**
- * A request body streamed into a {@linkcode ChunkStore}: bytes arrive at
+ * A request body streamed into an upload (`Store.receive`): bytes arrive at
  * any offset and in any pieces; whole chunks are accepted (written, marked
  * and hashed into the file's digest), and a last partial chunk is written
  * to the part file as the store's tail, so the next request (or a
@@ -52,7 +52,7 @@ function pieceReader(body: ReadableStream<Uint8Array>): PieceReader {
     cancel: () => byob.cancel(),
   };
 }
-import type { ChunkStore } from "../../engine/chunk_store.ts";
+import type { Upload } from "../../store.ts";
 import { chunkLength } from "../../engine/chunks.ts";
 
 /** How a body ended. */
@@ -82,7 +82,7 @@ export interface WriteBodyOptions {
  * a failure to write (a full disk) rejects.
  */
 export async function writeBody(
-  store: ChunkStore,
+  store: Upload,
   body: ReadableStream<Uint8Array> | null,
   options: WriteBodyOptions,
 ): Promise<{ bytes: number; end: BodyEnd }> {
@@ -97,7 +97,7 @@ export async function writeBody(
   let fill = start - seq * chunkSize;
   if (fill > 0 && await store.readTail(buffers[0]!) !== fill) {
     throw new Error(
-      `Cannot resume ${store.partPath}: its tail was not read back`,
+      `Cannot resume ${store.label}: its tail was not read back`,
     );
   }
   let bytes = 0;

@@ -18,7 +18,8 @@ import { createHash } from "node:crypto";
 import { ERROR_CODE, refusal } from "../../base/errors.ts";
 import { noteYoungGarbage } from "../../base/gc.ts";
 import type { FileEntry } from "../../protocol.ts";
-import { damagedRefusal } from "../catalog.ts";
+import type { ChunkSource } from "../../engine/chunk_source.ts";
+import { damagedRefusal, type StoredFile } from "../../store.ts";
 import { recheckAfterMismatch } from "../downloads.ts";
 import { type Exchange, refused } from "./exchange.ts";
 import { contentDisposition, contentType } from "./names.ts";
@@ -53,11 +54,11 @@ export async function serveDownload(
   ex: Exchange,
   name: string,
 ): Promise<Response> {
-  const { catalog } = ex.ctx;
+  const { store } = ex.ctx;
   const what = `get ${JSON.stringify(name)}`;
-  const linked = await catalog.linkRefusal(name);
+  const linked = await store.nameRefusal(name);
   if (linked) return refused(ex, linked, what);
-  const opened = await catalog.open(name);
+  const opened = await store.open(name);
   if (!opened) {
     return refused(
       ex,
@@ -65,7 +66,7 @@ export async function serveDownload(
       what,
     );
   }
-  const { file, entry } = opened;
+  const { entry } = opened;
   let handedOver = false;
   try {
     if (entry.damaged) {
@@ -105,13 +106,13 @@ export async function serveDownload(
     handedOver = true;
     const body = verifiedStream(
       ex,
-      file,
+      opened,
       entry,
       span ?? { start: 0, end: entry.size },
     );
     return new Response(body, { status, headers });
   } finally {
-    if (!handedOver) file.close();
+    if (!handedOver) opened.close();
   }
 }
 
@@ -204,30 +205,29 @@ function rangeStillValid(ifRange: string, entry: FileEntry): boolean {
 
 /** Reads a file from its start, hashing every byte read. */
 class HashingReader {
-  readonly #file: Deno.FsFile;
+  readonly #file: StoredFile;
+  readonly #source: ChunkSource;
   readonly #name: string;
   readonly #hash = createHash("sha256");
   #scratch: Uint8Array | undefined;
   #closed = false;
   position = 0;
 
-  constructor(file: Deno.FsFile, name: string) {
+  constructor(file: StoredFile, name: string) {
     this.#file = file;
+    this.#source = file.source;
     this.#name = name;
   }
 
   /** Fills `bytes` from the file and hashes them. */
   async readInto(bytes: Uint8Array): Promise<void> {
-    for (let filled = 0; filled < bytes.length;) {
-      const got = await this.#file.read(bytes.subarray(filled));
-      if (got === null) {
-        throw new Error(
-          `Cannot send ${JSON.stringify(this.#name)}: it ends before byte ${
-            this.position + filled
-          }`,
-        );
-      }
-      filled += got;
+    const filled = await this.#source.readAt(this.position, bytes);
+    if (filled < bytes.length) {
+      throw new Error(
+        `Cannot send ${JSON.stringify(this.#name)}: it ends before byte ${
+          this.position + filled
+        }`,
+      );
     }
     this.#hash.update(bytes);
     this.position += bytes.length;
@@ -245,7 +245,7 @@ class HashingReader {
   /** The digest of the whole file, once read to `size`; closes it. */
   async digest(size: number): Promise<string> {
     await this.hashUntil(size);
-    if (await this.#file.read(new Uint8Array(1)) !== null) {
+    if (await this.#source.readAt(size, new Uint8Array(1)) > 0) {
       throw new Error(
         `Cannot send ${JSON.stringify(this.#name)}: it grew while being sent`,
       );
@@ -267,7 +267,7 @@ class HashingReader {
  */
 function verifiedStream(
   ex: Exchange,
-  file: Deno.FsFile,
+  file: StoredFile,
   entry: FileEntry,
   span: Span,
 ): ReadableStream<Uint8Array> {

@@ -11,7 +11,6 @@ import type { AuthThrottle } from "../../security/auth.ts";
 import type { ServerContext } from "../context.ts";
 import type { OpenUploads } from "./open_uploads.ts";
 import { type Failure, problemResponse } from "./status.ts";
-import type { UploadRecords } from "./upload_records.ts";
 
 /** What the HTTP front door adds to the server's context. */
 export interface HttpSettings {
@@ -29,8 +28,6 @@ export interface HttpSettings {
   readonly stopping: AbortSignal;
   /** Resumable uploads whose part file this process holds open. */
   readonly uploads: OpenUploads;
-  /** Every resumable upload's record. */
-  readonly records: UploadRecords;
 }
 
 /** One request under way. */

@@ -25,7 +25,7 @@ import {
   findUpload,
   uploadById,
 } from "./upload_resource.ts";
-import type { UploadRecord } from "./upload_records.ts";
+import type { UploadRecord } from "../../store.ts";
 
 /** The interop versions served (`Upload-Draft-Interop-Version`). */
 const VERSIONS = ["5", "6"];

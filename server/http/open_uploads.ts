@@ -4,18 +4,20 @@
  * store claimed, its digest state warm (no re-hash of what is held), and
  * the name kept busy. A store idle for the idle timeout is checkpointed and
  * let go, so another process on the store (or this one after a restart)
- * can claim it; a request finding it held elsewhere is told `busy`.
+ * can claim it; a request finding it held elsewhere is told `busy`. A
+ * store other servers share (S3) is let go after every request instead,
+ * so the next request may go to any server; this one keeps only the
+ * running digest of it (see `store/s3/claim.ts`).
  *
  * @module
  */
 
 import { ERROR_CODE, type Outcome, refusal } from "../../base/errors.ts";
-import { ChunkStore } from "../../engine/chunk_store.ts";
+import { manifestOf, type Upload, type UploadRecord } from "../../store.ts";
 import type { ServerContext } from "../context.ts";
-import { manifestOf, type UploadRecord } from "./upload_records.ts";
 
 interface Held {
-  store: ChunkStore;
+  store: Upload;
   name: string;
   busy: boolean;
   timer: ReturnType<typeof setTimeout> | undefined;
@@ -32,6 +34,8 @@ export class OpenUploads {
   #idleMs: number;
   #held = new Map<string, Held>();
   #claiming = new Set<string>();
+  /** Stores being let go: a request for one waits until it is. */
+  #closing = new Map<string, Promise<void>>();
 
   /** Stores of `ctx`'s uploads, let go after `idleMs` unused. */
   constructor(ctx: ServerContext, idleMs: number) {
@@ -46,7 +50,8 @@ export class OpenUploads {
    * clients send no chunk checksums) and starts afresh. Give it back with
    * {@linkcode release} or {@linkcode forget}.
    */
-  async acquire(record: UploadRecord): Promise<Outcome<ChunkStore>> {
+  async acquire(record: UploadRecord): Promise<Outcome<Upload>> {
+    await this.#closing.get(record.id);
     const held = this.#held.get(record.id);
     if (held) {
       if (held.busy) return { ok: false, refusal: BUSY };
@@ -72,18 +77,17 @@ export class OpenUploads {
     }
   }
 
-  async #claim(record: UploadRecord): Promise<Outcome<ChunkStore>> {
-    const { catalog, fsync } = this.#ctx;
-    const claim = async () =>
-      ChunkStore.claim(catalog.pathOf(record.name), manifestOf(record), {
+  async #claim(record: UploadRecord): Promise<Outcome<Upload>> {
+    const { store, fsync } = this.#ctx;
+    const claim = () =>
+      store.receive(manifestOf(record), {
         fsync,
-        parity: await this.#ctx.parity.forUpload(record.name),
         attributes: {
           ...(record.mode === undefined ? {} : { mode: record.mode }),
           ...(record.mtimeMs === undefined ? {} : { mtimeMs: record.mtimeMs }),
         },
       });
-    const refused = catalog.makeParents(record.name);
+    const refused = store.prepare(record.name);
     if (refused) return { ok: false, refusal: refused };
     const claimed = await claim();
     if (!claimed.ok || !claimed.value.needsVerification) {
@@ -93,18 +97,25 @@ export class OpenUploads {
     return await claim();
   }
 
-  /** The request is done: the store stays claimed for the next one until idle. */
+  /** The request is done: the store stays claimed for the next one until idle (not at all when shared). */
   release(id: string): void {
     const held = this.#held.get(id);
     if (!held) return;
     held.busy = false;
-    held.timer = setTimeout(() => {
-      this.close(id).catch((error) =>
-        this.#ctx.log.warn(
-          `Cannot save the resume state of ${held.name}: ${error.message}`,
-        )
-      );
-    }, this.#idleMs);
+    if (this.#ctx.store.shared) return void this.#closeQuietly(id, held.name);
+    held.timer = setTimeout(
+      () => this.#closeQuietly(id, held.name),
+      this.#idleMs,
+    );
+  }
+
+  #closeQuietly(id: string, name: string): void {
+    const closing = this.close(id).catch((error) =>
+      this.#ctx.log.warn(
+        `Cannot save the resume state of ${name}: ${error.message}`,
+      )
+    ).finally(() => this.#closing.delete(id));
+    this.#closing.set(id, closing);
   }
 
   /** Forgets the store of `id`, already finalised or discarded. */
@@ -127,5 +138,6 @@ export class OpenUploads {
   /** Lets every store go (the server is stopping). */
   async closeAll(): Promise<void> {
     await Promise.all([...this.#held.keys()].map((id) => this.close(id)));
+    await Promise.all(this.#closing.values());
   }
 }

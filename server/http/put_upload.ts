@@ -16,7 +16,7 @@ import {
   type Outcome,
   refusal,
 } from "../../base/errors.ts";
-import { ChunkStore } from "../../engine/chunk_store.ts";
+import { noSpaceRefusal, type Upload } from "../../store.ts";
 import { uploadRefusal } from "../admission.ts";
 import { writeBody } from "./body_sink.ts";
 import { etagOf, reprDigest } from "./download.ts";
@@ -50,7 +50,7 @@ export async function receivePut(
     name,
     size,
     chunkSize: ctx.chunkSize,
-  }, { links: true }) ?? ctx.catalog.makeParents(name);
+  }, { links: true }) ?? ctx.store.prepare(name);
   if (denied) return refused(ex, denied, what);
   const claimed = await freshStore(ex, name, size, digest.value);
   if (!claimed.ok) return refused(ex, claimed.refusal, what);
@@ -61,17 +61,10 @@ export async function receivePut(
   } catch (error) {
     if (!isNoSpace(error)) throw error;
     ctx.log.error(`Cannot store ${name}: no space left on the disk`);
-    return refused(
-      ex,
-      refusal(
-        ERROR_CODE.noSpace,
-        `the server has no space left for ${JSON.stringify(name)}`,
-      ),
-      what,
-    );
+    return refused(ex, noSpaceRefusal(name), what);
   } finally {
     ctx.busyNames.delete(name);
-    if (store.finished === undefined) {
+    if (!store.finished) {
       await store.discard().catch(() => undefined);
     }
   }
@@ -83,15 +76,15 @@ async function freshStore(
   name: string,
   size: number,
   sha256: string | undefined,
-): Promise<Outcome<ChunkStore>> {
-  const claim = async () =>
-    ChunkStore.claim(ex.ctx.catalog.pathOf(name), {
+): Promise<Outcome<Upload>> {
+  const claim = () =>
+    ex.ctx.store.receive({
       name,
       size,
       chunkSize: ex.ctx.chunkSize,
       mtimeMs: Date.now(),
       ...(sha256 === undefined ? {} : { sha256 }),
-    }, { fsync: ex.ctx.fsync, parity: await ex.ctx.parity.forUpload(name) });
+    }, { fsync: ex.ctx.fsync });
   const claimed = await claim();
   if (!claimed.ok) return claimed;
   if (claimed.value.heldBytes === 0 && !claimed.value.needsVerification) {
@@ -104,7 +97,7 @@ async function freshStore(
 /** Streams the body in, checks the digest, and stores the file. */
 async function receiveInto(
   ex: Exchange,
-  store: ChunkStore,
+  store: Upload,
   expected: string | undefined,
   what: string,
 ): Promise<Response> {
@@ -148,9 +141,8 @@ async function receiveInto(
     );
   }
   await store.finalize();
-  await ctx.catalog.record(name, sha256, store.finished!);
   warnParity(ex, store);
-  await ctx.catalog.flush();
+  await ctx.store.flush();
   ctx.log.info(`File received over HTTP and saved as ${name}`);
   ctx.log.info(`Calculated checksum: ${sha256}`);
   return new Response(null, {

@@ -219,7 +219,7 @@ async function list(ex: Exchange): Promise<Response> {
     ? undefined
     : pathRefusal(prefix);
   if (bad) return refused(ex, bad, "list");
-  const { files, dirs } = await ex.ctx.catalog.listTree(prefix || undefined);
+  const { files, dirs } = await ex.ctx.store.listTree(prefix || undefined);
   const body = JSON.stringify(dirs.length > 0 ? { files, dirs } : { files });
   return new Response(ex.request.method === "HEAD" ? null : body + "\n", {
     headers: {

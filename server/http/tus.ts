@@ -27,7 +27,7 @@ import {
   findUpload,
   uploadById,
 } from "./upload_resource.ts";
-import type { UploadRecord } from "./upload_records.ts";
+import type { UploadRecord } from "../../store.ts";
 
 /** The tus version served. */
 export const TUS_VERSION = "1.0.0";

@@ -16,8 +16,14 @@ import {
   type Outcome,
   refusal,
 } from "../../base/errors.ts";
-import type { ChunkStore } from "../../engine/chunk_store.ts";
-import { PART_SUFFIX, pathRefusal } from "../../protocol/names.ts";
+import { pathRefusal } from "../../protocol/names.ts";
+import {
+  newUploadId,
+  noSpaceRefusal,
+  type Upload,
+  type UploadProtocol,
+  type UploadRecord,
+} from "../../store.ts";
 import { uploadRefusal } from "../admission.ts";
 import { writeBody } from "./body_sink.ts";
 import type { Exchange } from "./exchange.ts";
@@ -28,11 +34,6 @@ import {
   uploadMetadata,
 } from "./fields.ts";
 import { type Failure, HTTP_FAILURE, httpFailure } from "./status.ts";
-import {
-  type UploadProtocol,
-  type UploadRecord,
-  UploadRecords,
-} from "./upload_records.ts";
 
 /** What a new upload announces. */
 export interface UploadSpec {
@@ -74,10 +75,10 @@ export async function createUpload(
       name: spec.name,
       size: spec.length,
       chunkSize: ctx.chunkSize,
-    }, { links: true }) ?? ctx.catalog.makeParents(spec.name);
+    }, { links: true }) ?? ctx.store.prepare(spec.name);
   if (refused) return { ok: false, refusal: refused };
   const record: UploadRecord = {
-    id: UploadRecords.newId(),
+    id: newUploadId(),
     name: spec.name,
     length: spec.length,
     chunkSize: ctx.chunkSize,
@@ -87,7 +88,7 @@ export async function createUpload(
     ...(spec.metadata === undefined ? {} : { metadata: spec.metadata }),
     ...(spec.mtimeMs === undefined ? {} : { mtimeMs: spec.mtimeMs }),
   };
-  await ex.http.records.save(record);
+  await ex.ctx.store.records.save(record);
   ctx.log.info(
     `Upload ${record.id} of ${record.name} (${record.length} bytes) created for ${ex.peer}`,
   );
@@ -127,7 +128,7 @@ export async function createAnnounced(
  * being written right now.
  */
 async function supersede(ex: Exchange, name: string) {
-  for (const { record } of await ex.http.records.all()) {
+  for (const { record } of await ex.ctx.store.records.all()) {
     if (record.name !== name) continue;
     const cancelled = await cancelUpload(ex, record);
     if (!cancelled.ok) return cancelled.refusal;
@@ -137,16 +138,9 @@ async function supersede(ex: Exchange, name: string) {
 
 /** When `record` expires: its part time to live after it was last written. */
 async function expiresAt(ex: Exchange, record: UploadRecord): Promise<number> {
-  let written = record.createdMs;
-  try {
-    const info = await Deno.stat(
-      ex.ctx.catalog.pathOf(record.name) + PART_SUFFIX,
-    );
-    written = Math.max(written, info.mtime?.getTime() ?? 0);
-  } catch {
-    // No part file yet: the record's age counts.
-  }
-  return written + ex.http.partTtlMs;
+  // No upload written yet: the record's age counts.
+  const written = await ex.ctx.store.lastWritten(record.name) ?? 0;
+  return Math.max(record.createdMs, written) + ex.http.partTtlMs;
 }
 
 /** The record of upload `id`, unless it is unknown or expired. */
@@ -154,7 +148,7 @@ export async function findUpload(
   ex: Exchange,
   id: string,
 ): Promise<Outcome<UploadRecord>> {
-  const record = await ex.http.records.read(id);
+  const record = await ex.ctx.store.records.read(id);
   if (!record || Date.now() >= await expiresAt(ex, record)) {
     return {
       ok: false,
@@ -209,7 +203,7 @@ export async function cancelUpload(
   if (!lease.ok) return lease;
   ex.http.uploads.forget(record.id);
   await lease.value.discard();
-  await ex.http.records.remove(record.id);
+  await ex.ctx.store.records.remove(record.id);
   ex.ctx.log.info(
     `Upload ${record.id} of ${record.name} cancelled by ${ex.peer}`,
   );
@@ -265,13 +259,7 @@ export async function appendTo(
   } catch (error) {
     if (!isNoSpace(error)) throw error;
     ex.ctx.log.error(`Cannot store ${record.name}: no space left on the disk`);
-    return {
-      ok: false,
-      failure: refusal(
-        ERROR_CODE.noSpace,
-        `the server has no space left for ${JSON.stringify(record.name)}`,
-      ),
-    };
+    return { ok: false, failure: noSpaceRefusal(record.name) };
   } finally {
     if (!done) ex.http.uploads.release(record.id);
   }
@@ -280,7 +268,7 @@ export async function appendTo(
 /** Why the body may not be appended (before a byte of it is read). */
 function appendRefusal(
   ex: Exchange,
-  store: ChunkStore,
+  store: Upload,
   request: AppendRequest,
 ): AppendFailure | undefined {
   const held = store.heldBytes;
@@ -319,7 +307,7 @@ function appendRefusal(
 /** Streams the body in; with a checksum, undoes it unless it matches. */
 async function appendBody(
   ex: Exchange,
-  store: ChunkStore,
+  store: Upload,
   request: AppendRequest,
 ): Promise<Appended> {
   const { checksum } = request;
@@ -383,10 +371,10 @@ function endOf(end: string, offset: number, size: number): Appended {
 async function finish(
   ex: Exchange,
   record: UploadRecord,
-  store: ChunkStore,
+  store: Upload,
   given: string | undefined,
 ): Promise<Appended> {
-  const { catalog, log } = ex.ctx;
+  const { store: files, log } = ex.ctx;
   ex.http.uploads.forget(record.id);
   const sha256 = await store.digest();
   const expected = [record.sha256, given].find((sha) =>
@@ -394,7 +382,7 @@ async function finish(
   );
   if (expected !== undefined) {
     await store.discard();
-    await ex.http.records.remove(record.id);
+    await ex.ctx.store.records.remove(record.id);
     return {
       ok: false,
       failure: refusal(
@@ -405,10 +393,9 @@ async function finish(
     };
   }
   await store.finalize();
-  await catalog.record(record.name, sha256, store.finished!);
   warnParity(ex, store);
-  await ex.http.records.remove(record.id);
-  await catalog.flush();
+  await files.records.remove(record.id);
+  await files.flush();
   log.info(`File received over HTTP and saved as ${record.name}`);
   log.info(`Calculated checksum: ${sha256}`);
   return { ok: true, offset: record.length, sha256 };
@@ -442,7 +429,7 @@ export function announcedName(
 }
 
 /** Logs why a stored file has no parity, when its parity could not be kept. */
-export function warnParity(ex: Exchange, store: ChunkStore): void {
+export function warnParity(ex: Exchange, store: Upload): void {
   if (store.parityFailure) {
     ex.ctx.log.warn(
       `Cannot keep parity for ${store.manifest.name}: ${store.parityFailure.message}`,

@@ -5,6 +5,8 @@
  * @module
  */
 
+export { basename, exists } from "../../base/paths.ts";
+
 /** Everything the bench starts listens here only. */
 export const HOST = "127.0.0.1";
 /** Rates are printed in MB/s: 10^6 bytes per second. */
@@ -33,27 +35,12 @@ export function lastLine(text: string): string {
   return lines.at(-1) ?? "(no output)";
 }
 
-/** The last part of a `/`-separated path. */
-export function basename(path: string): string {
-  return path.slice(path.lastIndexOf("/") + 1);
-}
-
 /** `n` with `digits` decimals. */
 export const fixed = (n: number, digits = 0): string => n.toFixed(digits);
 
 /** Resolves after `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Whether `path` exists (following links). */
-export async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Deletes `path` and all below it; one already gone is no error. */

@@ -87,6 +87,7 @@ export interface FtvServerProcess {
 export async function startFtvServer(
   dir: string,
   extra: string[] = [],
+  permissions?: readonly string[],
 ): Promise<FtvServerProcess> {
   const timed = TIME ? timePrefix() : undefined;
   let server: FtvService;
@@ -98,6 +99,7 @@ export async function startFtvServer(
         prefix: [...(SETSID ? [SETSID] : []), ...(timed?.prefix ?? [])],
         group: !!SETSID,
         ready: SERVER_READY,
+        ...(permissions ? { permissions } : {}),
         startTimeoutMs: 30_000,
         logLines: 20,
       },
@@ -136,6 +138,7 @@ export interface ClientRun {
   cpu: number | undefined;
   /** What `--json` printed. */
   result: {
+    sha256?: string;
     seconds?: number;
     attempts?: number;
     retransmittedChunks?: number;

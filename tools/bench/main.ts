@@ -52,6 +52,7 @@ import { fecRows } from "./fec_rows.ts";
 import { baselineRows } from "./baselines.ts";
 import { httpRows } from "./http_rows.ts";
 import { webRows } from "./web_rows.ts";
+import { s3Rows } from "./s3_rows.ts";
 import { type Options, parseOptions } from "./options.ts";
 import { TIME } from "./processes.ts";
 import { printReport, ratios, summarise, table } from "./report.ts";
@@ -162,6 +163,7 @@ async function bench(options: Options, work: string): Promise<void> {
     ...fecRows(ctx),
     ...httpRows(ctx),
     ...webRows(ctx),
+    ...await s3Rows(ctx),
     ...baselineRows(ctx),
   ];
   await setupRows(rows, log);

@@ -21,6 +21,7 @@ export const USAGE = `Usage: deno task bench [options]
                        get,send-tls,client,send-err,get-err,clients,tree,
                        tree-get,http-get,http-put,tus,https-put,https-tus,
                        web-put,web-xhr,
+                       s3-send,s3-get,s3-clients-3,s3-clients-1,
                        socat,rsync,rsync-sha1,rsync-tree,scp
                        (default: all)
   --rss-size SIZE      instead of the benchmark, measure each side's peak RSS
@@ -56,6 +57,10 @@ export const ROW_IDS = [
   "get-fec-clean",
   "rs-encode",
   "rs-decode",
+  "s3-send",
+  "s3-get",
+  "s3-clients-3",
+  "s3-clients-1",
   "socat",
   "rsync",
   "rsync-sha1",

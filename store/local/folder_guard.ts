@@ -7,13 +7,13 @@
  * @module
  */
 
-import { ERROR_CODE, type Refusal, refusal } from "../base/errors.ts";
+import { ERROR_CODE, type Refusal, refusal } from "../../base/errors.ts";
 import {
   parentsOf,
   PART_SUFFIX,
   STATE_SUFFIX,
   STATE_TEMP_SUFFIX,
-} from "../protocol/names.ts";
+} from "../../protocol/names.ts";
 
 /** How long a folder listing taken by {@linkcode FolderGuard.inspect} is trusted. */
 const LISTING_TTL_MS = 1000;

@@ -9,24 +9,24 @@
  * @module
  */
 
-import { TransferError } from "../base/errors.ts";
-import type { Logger } from "../base/log.ts";
-import { removeIfPresent } from "../engine/atomic_file.ts";
+import { TransferError } from "../../base/errors.ts";
+import type { Logger } from "../../base/log.ts";
+import { removeIfPresent } from "../../engine/atomic_file.ts";
 import { crc32 } from "node:zlib";
 import {
   type ParityFile,
   ParityFile as Parity,
   ParityWriter,
   readFull,
-} from "../engine/parity/parity_file.ts";
+} from "../../engine/parity/parity_file.ts";
 import {
   repairFromParity,
   repairGroup,
   type RepairReport,
-} from "../engine/parity/repair.ts";
-import type { ChunkGuard } from "../engine/sender.ts";
-import { META_DIR } from "../protocol/names.ts";
-import { chunkLength } from "../engine/chunks.ts";
+} from "../../engine/parity/repair.ts";
+import type { ChunkGuard } from "../../engine/sender.ts";
+import { META_DIR } from "../../protocol/names.ts";
+import { chunkLength } from "../../engine/chunks.ts";
 
 /** Groups of `k` chunks with `m` parity shards. */
 export interface ParityShape {

@@ -8,16 +8,16 @@
  */
 
 import { createHash } from "node:crypto";
-import { hashOpenFile } from "../engine/digest.ts";
-import { receivedMode } from "../engine/file_mode.ts";
-import { ERROR_CODE, type Refusal, refusal } from "../base/errors.ts";
+import { hashOpenFile } from "../../engine/digest.ts";
+import { receivedMode } from "../../engine/file_mode.ts";
+import { ERROR_CODE, type Refusal, refusal } from "../../base/errors.ts";
 import { DigestCache } from "./digest_cache.ts";
 import {
   META_DIR,
   PART_SUFFIX,
   STATE_SUFFIX,
   STATE_TEMP_SUFFIX,
-} from "../protocol/names.ts";
+} from "../../protocol/names.ts";
 import {
   badName,
   FolderGuard,
@@ -28,27 +28,17 @@ import {
 import { walkStore } from "./store_walk.ts";
 
 export type { Inspection };
-import { type DirEntry, type FileEntry, MODE_MASK } from "../protocol.ts";
-import { writeWhole } from "../engine/atomic_file.ts";
+import { type DirEntry, type FileEntry, MODE_MASK } from "../../protocol.ts";
+import { writeWhole } from "../../engine/atomic_file.ts";
+import {
+  type Attributes,
+  damagedRefusal,
+  type Recheck,
+  type SmallRead,
+} from "../interface.ts";
 
 /** How long the total of stored bytes is trusted before the folder is walked again. */
 const TOTAL_TTL_MS = 1000;
-
-/** What {@linkcode Catalog.readSmall} found. */
-export type SmallRead =
-  | { kind: "refused"; refusal: Refusal }
-  | { kind: "missing" }
-  /** Larger than asked for, or changed size while read. */
-  | { kind: "tooLarge" }
-  | { kind: "ok"; entry: FileEntry; bytes: Uint8Array };
-
-/** Mode and times a stored file or folder gets. */
-export interface Attributes {
-  /** Permission bits; masked to the permission bits and the umask. */
-  mode?: number;
-  /** Modification time, ms since the epoch. */
-  mtimeMs: number;
-}
 
 /** A server's stored files. */
 export class Catalog {
@@ -389,20 +379,6 @@ export class Catalog {
       size: info.size,
     };
   }
-}
-
-/** What {@linkcode Catalog.recheck} found. */
-export type Recheck =
-  | { kind: "intact" | "new"; sha256: string; size: number }
-  | { kind: "damaged"; expected: string; actual: string; size: number }
-  | { kind: "missing" };
-
-/** The refusal of a file whose bytes no longer match the digest it was stored with. */
-export function damagedRefusal(expected: string): Refusal {
-  return refusal(
-    ERROR_CODE.damaged,
-    `the stored copy is damaged (its bytes no longer have SHA-256 ${expected}); send it again to repair it`,
-  );
 }
 
 function byName(a: { name: string }, b: { name: string }): number {

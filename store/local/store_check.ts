@@ -11,30 +11,11 @@
  * @module
  */
 
-import type { Logger } from "../base/log.ts";
-import { secondsSince } from "../base/clock.ts";
+import type { Logger } from "../../base/log.ts";
+import { secondsSince } from "../../base/clock.ts";
+import { newCheckReport, type StoreCheckReport } from "../interface.ts";
 import type { Catalog } from "./catalog.ts";
 import type { ParityStore } from "./parity_store.ts";
-
-/** What one store check found. */
-export interface StoreCheckReport {
-  /** Files hashed. */
-  files: number;
-  /** Their bytes. */
-  bytes: number;
-  /** Files whose digest was confirmed. */
-  intact: number;
-  /** Files with no digest on record (new, or changed in size or mtime): hashed and recorded. */
-  recorded: number;
-  /** Names of the files found damaged and left so. */
-  damaged: string[];
-  /** Names of the files found damaged and rebuilt from parity. */
-  repaired: string[];
-  /** Files that got parity for the first time. */
-  parityAdded: number;
-  /** Wall-clock seconds. */
-  seconds: number;
-}
 
 /**
  * Hashes every stored file again, one at a time; stops early when `signal`
@@ -43,9 +24,15 @@ export interface StoreCheckReport {
  * @example
  * ```ts
  * import { Catalog } from "./catalog.ts";
- * import { Logger } from "../base/log.ts";
+ * import { Logger } from "../../base/log.ts";
  * import { checkStore } from "./store_check.ts";
- * const report = await checkStore(new Catalog("./ftv-data"), new Logger("check"));
+ * import { ParityStore } from "./parity_store.ts";
+ * const dir = "./ftv-data";
+ * const report = await checkStore(
+ *   new Catalog(dir),
+ *   new ParityStore(dir, undefined, 1 << 20),
+ *   new Logger("check"),
+ * );
  * console.log(report.damaged);
  * ```
  */
@@ -56,16 +43,7 @@ export async function checkStore(
   signal?: AbortSignal,
 ): Promise<StoreCheckReport> {
   const started = performance.now();
-  const report: StoreCheckReport = {
-    files: 0,
-    bytes: 0,
-    intact: 0,
-    recorded: 0,
-    damaged: [],
-    repaired: [],
-    parityAdded: 0,
-    seconds: 0,
-  };
+  const report = newCheckReport();
   log.info("Store check: re-hashing every stored file");
   for (const name of await catalog.fileNames()) {
     if (signal?.aborted) break;

@@ -8,24 +8,18 @@
  * @module
  */
 
-import type { Logger } from "../base/log.ts";
-import { removeIfPresent } from "../engine/atomic_file.ts";
-import { claimPart } from "../engine/part_file.ts";
+import type { Logger } from "../../base/log.ts";
+import { exists } from "../../base/paths.ts";
+import { removeIfPresent } from "../../engine/atomic_file.ts";
+import { claimPart } from "../../engine/part_file.ts";
 import {
   PART_SUFFIX,
   STATE_SUFFIX,
   STATE_TEMP_SUFFIX,
-} from "../protocol/names.ts";
+} from "../../protocol/names.ts";
+import type { SweepReport } from "../interface.ts";
 import type { Catalog } from "./catalog.ts";
-import { UploadRecords } from "./http/upload_records.ts";
-
-/** What one sweep removed. */
-export interface SweepReport {
-  /** Files removed. */
-  files: number;
-  /** Their bytes. */
-  bytes: number;
-}
+import { UploadRecords } from "./upload_records.ts";
 
 /**
  * Removes leftovers older than `ttlMs` (by mtime): part files nobody
@@ -34,7 +28,7 @@ export interface SweepReport {
  * @example
  * ```ts
  * import { Catalog } from "./catalog.ts";
- * import { Logger } from "../base/log.ts";
+ * import { Logger } from "../../base/log.ts";
  * import { sweepParts } from "./part_sweeper.ts";
  * await sweepParts(new Catalog("./ftv-data"), 86_400_000, new Logger("sweep"));
  * ```
@@ -77,16 +71,16 @@ async function sweepUploadRecords(
   report: SweepReport,
 ): Promise<void> {
   const records = new UploadRecords(catalog.dir);
-  for (const { record, info } of await records.all()) {
+  for (const { record } of await records.all()) {
     if (record.createdMs > cutoff) continue;
     const part = catalog.pathOf(record.name) + PART_SUFFIX;
     if (await exists(part)) {
       const written = (await Deno.lstat(part)).mtime?.getTime() ?? 0;
       if (written > cutoff || !(await removeUnclaimedPart(part))) continue;
     }
+    report.bytes += await records.sizeOf(record.id);
     await records.remove(record.id);
     report.files++;
-    report.bytes += info.size;
   }
 }
 
@@ -113,14 +107,4 @@ function partOf(path: string): string {
     }
   }
   return path + PART_SUFFIX; // Never exists: the temporary goes.
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }

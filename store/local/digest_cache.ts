@@ -9,8 +9,8 @@
  * @module
  */
 
-import { removeIfPresent } from "../engine/atomic_file.ts";
-import { type FileEntry, MODE_MASK } from "../protocol.ts";
+import { removeIfPresent } from "../../engine/atomic_file.ts";
+import { type FileEntry, MODE_MASK } from "../../protocol.ts";
 
 /** A file's digest as cached, with what identifies the file it was computed for. */
 export interface CachedDigest {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { META_DIR, nameRefusal } from "../protocol/names.ts";
+import { META_DIR, nameRefusal } from "../../protocol/names.ts";
 
 /** Most nested folders walked, so a pathological tree cannot recurse forever. */
 const MAX_WALK_DEPTH = 64;

@@ -393,3 +393,58 @@ browserTest(
     assert.deepEqual(errors, []);
   },
 );
+
+browserTest(
+  "pause stops sending and resume goes on from there; cancel makes the server forget the upload",
+  async () => {
+    await using tmp = await tempDir();
+    const source = tmp.join("big.bin");
+    await writeRandomFile(source, 96 * MiB);
+    const other = tmp.join("other.bin");
+    await writeRandomFile(other, 64 * MiB);
+    await using srv = await httpServer(tmp.join("srv"), ["--no-fsync"]);
+    await using chromium = await launchChromium();
+    const { page, errors } = await openPage(chromium, `${srv.base}/`);
+    await (await page.$("#file-input"))!.uploadFile(source);
+    await sentMoreThan(page, 8 * MiB);
+    await page.click('#queue button[aria-label="Pause big.bin"]');
+    const [paused] = await until(
+      "the upload paused",
+      () => items(page),
+      (rows) => rows[0]?.phase === "paused",
+    );
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const [still] = await items(page);
+    assert.equal(still!.sent, paused!.sent, "nothing is sent while paused");
+    assert.ok(still!.sent < 96 * MiB);
+    await page.click('#queue button[aria-label="Resume big.bin"]');
+    const [resumed] = await settled(page, 1);
+    assert.equal(resumed!.phase, "verified", resumed!.status);
+    assert.ok(
+      resumed!.resumedFrom! > 0,
+      `resumed from ${resumed!.resumedFrom}`,
+    );
+    assert.ok(await sameBytes(source, tmp.join("srv", "big.bin")));
+
+    await (await page.$("#file-input"))!.uploadFile(other);
+    await until(
+      "the second upload under way",
+      () => items(page),
+      (rows) => (rows[1]?.sent ?? 0) > 4 * MiB,
+    );
+    await page.click('#queue button[aria-label="Cancel other.bin"]');
+    await until(
+      "the upload cancelled and forgotten",
+      async () => ({
+        rows: await items(page),
+        part: await exists(tmp.join("srv", "other.bin.ftv-part")),
+        records: await listDir(tmp.join("srv", ".ftv", "uploads")),
+      }),
+      ({ rows, part, records }) =>
+        rows[1]?.phase === "cancelled" && !part && records.length === 0,
+      { timeoutMs: 10_000 },
+    );
+    assert.equal(await exists(tmp.join("srv", "other.bin")), false);
+    assert.deepEqual(errors, []);
+  },
+);

@@ -157,10 +157,17 @@ function wireUploads(): void {
   picker("pick-files", "file-input", addFiles);
   picker("pick-folder", "folder-input", addFiles);
   dropZone(byId("drop"), (files) => void files.then(addFiles));
+  // New files show in the store view, read again at most once a second.
   let verified = queue.items.filter((i) => i.phase.type === "verified").length;
+  let pending: ReturnType<typeof setTimeout> | undefined;
   queue.addEventListener("change", () => {
     const now = queue.items.filter((i) => i.phase.type === "verified").length;
-    if (now !== verified) void refresh();
+    if (now !== verified && pending === undefined) {
+      pending = setTimeout(() => {
+        pending = undefined;
+        void refresh();
+      }, 1000);
+    }
     verified = now;
   });
   addEventListener("online", () => queue.retryFailed(0));

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { storedDigest } from "./api.ts";
+import { authHeaders, storedDigest } from "./api.ts";
 import { RateMeter } from "./format.ts";
 import type { Checkpoint, HashJob, HashPool } from "./hashing.ts";
 import {
@@ -156,7 +156,7 @@ export class UploadQueue extends EventTarget {
   async pause(item: QueueItem): Promise<void> {
     if (!isActive(item) && item.phase.type !== "queued") return;
     item.phase = { type: "paused" };
-    await this.#halt(item, false);
+    await this.#halt(item);
     this.#changed(true);
     this.#pump();
   }
@@ -174,7 +174,8 @@ export class UploadQueue extends EventTarget {
   async cancel(item: QueueItem): Promise<void> {
     if (!isUnfinished(item) && item.phase.type !== "failed") return;
     item.phase = { type: "cancelled" };
-    await this.#halt(item, true);
+    await this.#halt(item);
+    if (item.uploadUrl) await forgetUpload(item.uploadUrl);
     void dropHandle(item.id);
     this.#changed(true);
     this.#pump();
@@ -209,12 +210,12 @@ export class UploadQueue extends EventTarget {
     }
   }
 
-  async #halt(item: QueueItem, forget: boolean): Promise<void> {
+  /** Stops sending and hashing `item`, keeping where its hash got. */
+  async #halt(item: QueueItem): Promise<void> {
     const { run, hashJob } = item;
     item.run = undefined;
     item.hashJob = undefined;
-    if (forget) await run?.cancel();
-    else run?.pause();
+    run?.pause();
     const checkpoint = await hashJob?.stop();
     if (checkpoint && !item.sha256) item.checkpoint = checkpoint;
     item.meter.reset();
@@ -284,7 +285,7 @@ export class UploadQueue extends EventTarget {
       }
     } catch (error) {
       if (item.run !== run) return;
-      await this.#halt(item, false);
+      await this.#halt(item);
       const status = error instanceof UploadError ? error.status : -1;
       item.phase = failed((error as Error).message, status);
     }
@@ -340,6 +341,24 @@ export class UploadQueue extends EventTarget {
     } else if (this.#saveTimer === undefined) {
       this.#saveTimer = setTimeout(() => this.#changed(true), 1000);
     }
+  }
+}
+
+/**
+ * Asks the server to drop an upload (tus termination), trying again for a
+ * few seconds while the request just stopped still holds it (423).
+ */
+async function forgetUpload(url: string): Promise<void> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const status = await fetch(url, {
+      method: "DELETE",
+      headers: { "Tus-Resumable": "1.0.0", ...authHeaders() },
+    }).then(async (response) => {
+      await response.body?.cancel();
+      return response.status;
+    }, () => 0);
+    if (status !== 423 && status !== 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 250));
   }
 }
 

@@ -93,8 +93,6 @@ export interface RunningUpload {
   readonly done: Promise<UploadResult>;
   /** Stops sending; the server keeps what it has. */
   pause(): void;
-  /** Stops and asks the server to forget the upload. */
-  cancel(): Promise<void>;
 }
 
 /** Why a request failed, in a user's words. */
@@ -201,11 +199,6 @@ export function startUpload(
       paused = true;
       void upload.abort(false);
       stop(new UploadError("paused", 0, LOCAL));
-    },
-    async cancel() {
-      paused = true;
-      stop(new UploadError("cancelled", 0, LOCAL));
-      await upload.abort(true).catch(() => undefined);
     },
   };
 }

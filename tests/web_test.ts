@@ -21,6 +21,7 @@ import {
   launchChromium,
   openPage,
 } from "../tools/browser.ts";
+import { COMPONENT, Logger } from "../base/log.ts";
 import { startProxy } from "../faults/proxy.ts";
 import { httpServer } from "./http_util.ts";
 import {
@@ -111,6 +112,7 @@ async function slowLink(port: number) {
     targetHost: "127.0.0.1",
     targetPort: port,
     delayMs: 20,
+    log: new Logger(COMPONENT.proxy, { level: "WARNING" }),
   });
   return {
     url: `http://127.0.0.1:${proxy.addr.port}/`,

@@ -297,14 +297,18 @@ async function listen(
 /** Runs a server until SIGINT or SIGTERM, then shuts it down cleanly. */
 export async function serveUntilSignal(options: ServeOptions): Promise<void> {
   const server = await serve(options);
+  let closing: Promise<void> | undefined;
   const stop = () => {
     options.log?.info("Shutting down");
-    server.close();
+    closing ??= server.close();
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   try {
     await server.finished;
+    // `finished` comes as the listener stops; what sessions and the store
+    // still hold (the digest cache among it) is saved by the time close ends.
+    await (closing ?? server.close());
   } finally {
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);

@@ -77,6 +77,26 @@ export class OpenUploads {
     }
   }
 
+  /**
+   * The bytes `record`'s store holds: read from the store this process
+   * keeps without taking it (a request about to write it never meets a
+   * busy answer because of a mere look), else claimed and let go at once.
+   */
+  async heldBytes(record: UploadRecord): Promise<Outcome<number>> {
+    await this.#closing.get(record.id);
+    const held = this.#held.get(record.id);
+    if (held) {
+      return held.busy
+        ? { ok: false, refusal: BUSY }
+        : { ok: true, value: held.store.heldBytes };
+    }
+    const lease = await this.acquire(record);
+    if (!lease.ok) return lease;
+    const bytes = lease.value.heldBytes;
+    this.release(record.id);
+    return { ok: true, value: bytes };
+  }
+
   async #claim(record: UploadRecord): Promise<Outcome<Upload>> {
     const { store, fsync } = this.#ctx;
     const claim = () =>

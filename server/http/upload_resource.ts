@@ -166,13 +166,11 @@ export async function uploadState(
   ex: Exchange,
   record: UploadRecord,
 ): Promise<Outcome<UploadState>> {
-  const lease = await ex.http.uploads.acquire(record);
-  if (!lease.ok) return lease;
-  const offset = lease.value.heldBytes;
-  ex.http.uploads.release(record.id);
+  const offset = await ex.http.uploads.heldBytes(record);
+  if (!offset.ok) return offset;
   return {
     ok: true,
-    value: { offset, expiresMs: await expiresAt(ex, record) },
+    value: { offset: offset.value, expiresMs: await expiresAt(ex, record) },
   };
 }
 

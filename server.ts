@@ -132,7 +132,10 @@ export interface FtvServer extends AsyncDisposable {
   readonly httpAddr: Deno.NetAddr | undefined;
   /** Stops accepting, closes every connection, waits for sessions to end. */
   close(): Promise<void>;
-  /** Resolves when the server has stopped. */
+  /**
+   * Resolves when the server has stopped: listener closed, every session
+   * ended, the store saved (as after {@linkcode FtvServer.close}).
+   */
   readonly finished: Promise<void>;
 }
 
@@ -297,18 +300,14 @@ async function listen(
 /** Runs a server until SIGINT or SIGTERM, then shuts it down cleanly. */
 export async function serveUntilSignal(options: ServeOptions): Promise<void> {
   const server = await serve(options);
-  let closing: Promise<void> | undefined;
   const stop = () => {
     options.log?.info("Shutting down");
-    closing ??= server.close();
+    server.close();
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
   try {
     await server.finished;
-    // `finished` comes as the listener stops; what sessions and the store
-    // still hold (the digest cache among it) is saved by the time close ends.
-    await (closing ?? server.close());
   } finally {
     Deno.removeSignalListener("SIGINT", stop);
     Deno.removeSignalListener("SIGTERM", stop);
@@ -345,6 +344,8 @@ class Server implements FtvServer {
   readonly caFingerprint: string | undefined;
   readonly httpAddr: Deno.NetAddr | undefined;
   readonly finished: Promise<void>;
+  #accepting: Promise<void>;
+  #closed: Promise<void> | undefined;
   #listener: Deno.Listener;
   #http: HttpFront | undefined;
   #settings: ServerSettings;
@@ -353,7 +354,6 @@ class Server implements FtvServer {
   #connections: ConnectionTable<HeldConnection>;
   #housekeeping: Housekeeping;
   #sessions = new Set<Promise<void>>();
-  #closing = false;
   #stopping = new AbortController();
 
   constructor(
@@ -380,7 +380,7 @@ class Server implements FtvServer {
       token: settings.token,
       throttle,
       stopping: this.#stopping.signal,
-      closing: () => this.#closing,
+      closing: () => this.#closed !== undefined,
     };
     this.#connections = new ConnectionTable(
       settings.maxConnections,
@@ -410,7 +410,16 @@ class Server implements FtvServer {
       ...(settings.http.certificate ? { tls: settings.http.certificate } : {}),
     });
     this.httpAddr = this.#http?.addr;
-    this.finished = this.#acceptLoop();
+    this.#accepting = this.#acceptLoop();
+    // Stopped means stopped: sessions ended and the store saved, whether
+    // close() was called or the listener failed.
+    this.finished = this.#accepting.then(
+      () => this.close(),
+      async (error) => {
+        await this.close();
+        throw error;
+      },
+    );
   }
 
   async #acceptLoop(): Promise<void> {
@@ -421,22 +430,24 @@ class Server implements FtvServer {
         session.finally(() => this.#sessions.delete(session));
       }
     } catch (error) {
-      if (!this.#closing) throw error;
+      if (this.#closed === undefined) throw error;
     }
   }
 
-  async close(): Promise<void> {
-    if (!this.#closing) {
-      this.#closing = true;
-      this.#stopping.abort();
-      try {
-        this.#listener.close();
-      } catch {
-        // Already closed.
-      }
-      for (const held of this.#connections.connections()) held.close();
+  close(): Promise<void> {
+    this.#closed ??= this.#shutDown();
+    return this.#closed;
+  }
+
+  async #shutDown(): Promise<void> {
+    this.#stopping.abort();
+    try {
+      this.#listener.close();
+    } catch {
+      // Already closed.
     }
-    await this.finished;
+    for (const held of this.#connections.connections()) held.close();
+    await this.#accepting.catch(() => undefined);
     await Promise.all([...this.#sessions, this.#http?.close()]);
     await this.#housekeeping.stop();
     await this.#settings.store.close();

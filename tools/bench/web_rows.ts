@@ -109,6 +109,8 @@ async function xhrUpload(page: Page): Promise<void> {
 interface Processes {
   /** CPU seconds of all of them. */
   cpu: number;
+  /** CPU seconds by kind of process (browser, renderer, network, gpu...). */
+  byKind: Map<string, number>;
   /** The renderers' resident and peak resident bytes. */
   renderers: { pid: number; rss: number; peak: number }[];
 }
@@ -137,18 +139,39 @@ async function processes(root: number): Promise<Processes> {
     }
     return false;
   };
-  const found: Processes = { cpu: 0, renderers: [] };
+  const found: Processes = { cpu: 0, byKind: new Map(), renderers: [] };
   for (const row of rows.filter((r) => ours(r.pid))) {
     const stat = await runCommand("cat", [`/proc/${row.pid}/stat`], 10_000);
     const fields = stat.stdout.slice(stat.stdout.lastIndexOf(")") + 2).split(
       " ",
     );
-    found.cpu += (Number(fields[11]) + Number(fields[12])) / 100 || 0;
+    const cpu = (Number(fields[11]) + Number(fields[12])) / 100 || 0;
+    const kind = processKind(row.args);
+    found.cpu += cpu;
+    found.byKind.set(kind, (found.byKind.get(kind) ?? 0) + cpu);
     if (!row.args.includes("--type=renderer")) continue;
     const peak = (await vmHwm(row.pid) ?? 0) * 1024;
     found.renderers.push({ pid: row.pid, rss: row.rss, peak });
   }
   return found;
+}
+
+/** A Chromium process's kind, from its `--type` (and utility sub-type). */
+function processKind(args: string): string {
+  const type = /--type=(\S+)/.exec(args)?.[1];
+  if (type === undefined) return "browser";
+  if (type !== "utility") return type;
+  return /--utility-sub-type=\w+\.mojom\.(\w+)/.exec(args)?.[1] ?? type;
+}
+
+/** CPU seconds spent between `before` and `after`, by process kind, the largest first. */
+function cpuSplit(before: Processes, after: Processes): string {
+  return [...after.byKind]
+    .map(([kind, cpu]) => [kind, cpu - (before.byKind.get(kind) ?? 0)] as const)
+    .filter(([, cpu]) => cpu >= 0.05)
+    .sort((a, b) => b[1] - a[1])
+    .map(([kind, cpu]) => `${kind} ${cpu.toFixed(1)}`)
+    .join(", ");
 }
 
 async function webRun(
@@ -190,7 +213,9 @@ async function webRun(
           formatBytes(peak)
         } at its peak, JS heap ${formatBytes(heap)} after ${
           formatBytes(ctx.source.size)
-        }; Chromium ${(after.cpu - before.cpu).toFixed(1)} CPU-s`,
+        }; Chromium ${(after.cpu - before.cpu).toFixed(1)} CPU-s (${
+          cpuSplit(before, after)
+        })`,
       );
       return { ms, rssKiB: peak / 1024, cpu: after.cpu - before.cpu };
     },

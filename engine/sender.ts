@@ -43,6 +43,8 @@ import { bytesHeld, chunkCount, isAllZero } from "./chunks.ts";
  * interface; the server's parity store implements it.
  */
 export interface ChunkGuard {
+  /** The chunks it checks: `check` takes whole ones (the file's last may be shorter). */
+  readonly chunkSize: number;
   /** Checks (and repairs in place) the chunk at byte `offset` of the file. */
   check(offset: number, bytes: Uint8Array): Promise<void>;
 }

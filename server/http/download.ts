@@ -15,10 +15,11 @@
 
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
-import { ERROR_CODE, refusal } from "../../base/errors.ts";
+import { ERROR_CODE, refusal, TransferError } from "../../base/errors.ts";
 import { noteYoungGarbage } from "../../base/gc.ts";
 import type { FileEntry } from "../../protocol.ts";
 import type { ChunkSource } from "../../engine/chunk_source.ts";
+import type { ChunkGuard } from "../../engine/sender.ts";
 import { damagedRefusal, type StoredFile } from "../../store.ts";
 import { recheckAfterMismatch } from "../downloads.ts";
 import { type Exchange, refused } from "./exchange.ts";
@@ -103,12 +104,14 @@ export async function serveDownload(
     if (ex.request.method === "HEAD") {
       return new Response(null, { status, headers });
     }
+    const guard = await store.guardFor(name, entry, ex.ctx.log);
     handedOver = true;
     const body = verifiedStream(
       ex,
       opened,
       entry,
       span ?? { start: 0, end: entry.size },
+      guard,
     );
     return new Response(body, { status, headers });
   } finally {
@@ -203,25 +206,36 @@ function rangeStillValid(ifRange: string, entry: FileEntry): boolean {
   return Date.parse(ifRange) === wholeSeconds(entry.mtimeMs);
 }
 
-/** Reads a file from its start, hashing every byte read. */
+/**
+ * Reads a file from its start, hashing every byte read. With a guard (the
+ * file's parity), the file is read a whole guarded chunk at a time and each
+ * chunk is checked, and repaired in place when it rotted, before any of it
+ * is handed out.
+ */
 class HashingReader {
   readonly #file: StoredFile;
   readonly #source: ChunkSource;
   readonly #name: string;
+  readonly #guard: ChunkGuard | undefined;
   readonly #hash = createHash("sha256");
   #scratch: Uint8Array | undefined;
+  /** The guarded chunk last read: its buffer, where it starts, its length. */
+  #chunk: { bytes: Uint8Array; start: number; length: number } | undefined;
   #closed = false;
   position = 0;
 
-  constructor(file: StoredFile, name: string) {
+  constructor(file: StoredFile, name: string, guard: ChunkGuard | undefined) {
     this.#file = file;
     this.#source = file.source;
     this.#name = name;
+    this.#guard = guard;
   }
 
   /** Fills `bytes` from the file and hashes them. */
   async readInto(bytes: Uint8Array): Promise<void> {
-    const filled = await this.#source.readAt(this.position, bytes);
+    const filled = this.#guard
+      ? await this.#readGuarded(bytes)
+      : await this.#source.readAt(this.position, bytes);
     if (filled < bytes.length) {
       throw new Error(
         `Cannot send ${JSON.stringify(this.#name)}: it ends before byte ${
@@ -231,6 +245,36 @@ class HashingReader {
     }
     this.#hash.update(bytes);
     this.position += bytes.length;
+  }
+
+  /** Fills `bytes` from checked chunks; the bytes filled. */
+  async #readGuarded(bytes: Uint8Array): Promise<number> {
+    let filled = 0;
+    while (filled < bytes.length) {
+      const at = this.position + filled;
+      const chunk = await this.#checkedChunk(at);
+      const from = at - chunk.start;
+      const taken = Math.min(bytes.length - filled, chunk.length - from);
+      if (taken <= 0) break;
+      bytes.set(chunk.bytes.subarray(from, from + taken), filled);
+      filled += taken;
+    }
+    return filled;
+  }
+
+  /** The guarded chunk holding byte `at`, read and checked. */
+  async #checkedChunk(at: number) {
+    const chunk = this.#chunk;
+    if (chunk && at >= chunk.start && at < chunk.start + chunk.length) {
+      return chunk;
+    }
+    const size = this.#guard!.chunkSize;
+    const start = at - at % size;
+    const bytes = chunk?.bytes ?? new Uint8Array(size);
+    const length = await this.#source.readAt(start, bytes);
+    await this.#guard!.check(start, bytes.subarray(0, length));
+    this.#chunk = { bytes, start, length };
+    return this.#chunk;
   }
 
   /** Reads and hashes, without keeping, the bytes up to `end`. */
@@ -270,8 +314,9 @@ function verifiedStream(
   file: StoredFile,
   entry: FileEntry,
   span: Span,
+  guard: ChunkGuard | undefined,
 ): ReadableStream<Uint8Array> {
-  const reader = new HashingReader(file, entry.name);
+  const reader = new HashingReader(file, entry.name, guard);
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
@@ -302,6 +347,10 @@ function verifiedStream(
         ex.ctx.log.warn(
           `Stopped sending to ${ex.peer}: ${(error as Error).message}`,
         );
+        // A chunk its parity could not rebuild: the file is checked again.
+        if (error instanceof TransferError) {
+          await recheckAfterMismatch(ex.ctx, entry.name);
+        }
       }
     },
     cancel() {

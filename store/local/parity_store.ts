@@ -165,6 +165,10 @@ class ParityGuard implements ChunkGuard {
     this.#log = log;
   }
 
+  get chunkSize(): number {
+    return this.#parity.layout.chunkSize;
+  }
+
   async check(offset: number, bytes: Uint8Array): Promise<void> {
     const { chunkSize, k } = this.#parity.layout;
     for (let at = 0; at < bytes.length; at += chunkSize) {

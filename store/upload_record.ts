@@ -29,6 +29,13 @@ export interface UploadRecord {
   mode?: number;
   /** The SHA-256 (hex) the whole file must have, when the client said. */
   sha256?: string;
+  /**
+   * The client sends the whole file's SHA-256 after the last byte (tus
+   * metadata `digest-follows: sha-256`; a browser knows it only once it has
+   * read the whole file): every byte held, the upload waits unnamed for a
+   * request at its end that carries `Repr-Digest`.
+   */
+  digestFollows?: boolean;
   /** The tus `Upload-Metadata` as sent, echoed by `HEAD`. */
   metadata?: string;
   /** The protocol that created it. */

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { httpServer, reprDigestOf, tus } from "./http_util.ts";
-import { listDir, sha256File, tempDir } from "./test_util.ts";
+import { exists, listDir, sha256File, tempDir } from "./test_util.ts";
 
 Deno.test("the page, its files and /api/info are served without the token", async () => {
   await using tmp = await tempDir();
@@ -98,6 +98,69 @@ Deno.test("a Repr-Digest on the PATCH that completes a tus upload is checked bef
   assert.equal(stored.status, 204);
   assert.equal(stored.headers.get("repr-digest"), reprDigestOf(sha));
   assert.equal(await sha256File(tmp.join("srv", "page.bin")), sha);
+});
+
+Deno.test("with digest-follows, an upload holding every byte waits unnamed for its digest, across a restart; a wrong one stores nothing", async () => {
+  await using tmp = await tempDir();
+  const dir = tmp.join("srv");
+  const args = ["--chunk-size", "65536"];
+  const bytes = new Uint8Array(randomBytes(200_000 + 7));
+  const sha = createHash("sha256").update(bytes).digest("hex");
+  const metadata = (follows: string) =>
+    `filename ${btoa("page.bin")},digest-follows ${btoa(follows)}`;
+  /** Creates the upload and sends every byte with no digest: its path. */
+  const sendAll = async (base: string) => {
+    const created = await tus(`${base}/files/`, "POST", {
+      "Upload-Length": String(bytes.length),
+      "Upload-Metadata": metadata("sha-256"),
+    });
+    assert.equal(created.status, 201);
+    const path = created.headers.get("location")!;
+    const sent = await tus(`${base}${path}`, "PATCH", {
+      "Content-Type": "application/offset+octet-stream",
+      "Upload-Offset": "0",
+    }, bytes);
+    assert.equal(sent.status, 204);
+    assert.equal(sent.headers.get("upload-offset"), String(bytes.length));
+    assert.equal(sent.headers.get("repr-digest"), null);
+    return path;
+  };
+  const digestRequest = (base: string, path: string, digest: string) =>
+    tus(`${base}${path}`, "PATCH", {
+      "Content-Type": "application/offset+octet-stream",
+      "Upload-Offset": String(bytes.length),
+      "Repr-Digest": reprDigestOf(digest),
+    }, new Uint8Array(0));
+
+  let held: string;
+  {
+    await using first = await httpServer(dir, args);
+    const refused = await tus(`${first.base}/files/`, "POST", {
+      "Upload-Length": "10",
+      "Upload-Metadata": metadata("md5"),
+    });
+    assert.equal(refused.status, 400);
+    await refused.body?.cancel();
+    held = await sendAll(first.base);
+    assert.equal(await exists(`${dir}/page.bin`), false, "no name yet");
+  }
+  await using srv = await httpServer(dir, args);
+  const head = await tus(`${srv.base}${held}`, "HEAD");
+  assert.equal(head.headers.get("upload-offset"), String(bytes.length));
+  const wrong = await digestRequest(srv.base, held, "cd".repeat(32));
+  assert.equal(wrong.status, 400);
+  assert.equal((await wrong.json()).code, "digest_mismatch");
+  assert.deepEqual(
+    (await listDir(dir)).filter((name) => name !== ".ftv"),
+    [],
+    "nothing took the name, no part file is left",
+  );
+
+  const path = await sendAll(srv.base);
+  const named = await digestRequest(srv.base, path, sha);
+  assert.equal(named.status, 204);
+  assert.equal(named.headers.get("repr-digest"), reprDigestOf(sha));
+  assert.equal(await sha256File(`${dir}/page.bin`), sha);
 });
 
 Deno.test("a download link signed with the token works for its file until it expires, and for nothing else", async () => {

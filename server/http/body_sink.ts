@@ -74,6 +74,12 @@ export interface WriteBodyOptions {
   signal: AbortSignal;
   /** Told of every piece of the body as it arrives (a per-request checksum). */
   onBytes?: (bytes: Uint8Array) => void;
+  /**
+   * Checkpoint the upload after every this many bytes accepted, so a crash
+   * in a long body (a browser sends a whole file in one) loses at most
+   * that much. Never when undefined.
+   */
+  checkpointEvery?: number;
 }
 
 /**
@@ -88,6 +94,7 @@ export async function writeBody(
 ): Promise<{ bytes: number; end: BodyEnd }> {
   const { chunkSize, size } = store.manifest;
   const start = store.heldBytes;
+  if (start >= size) return await emptyBody(body);
   let seq = Math.floor(start / chunkSize);
   const buffers = [0, 1].map(() =>
     new Uint8Array(Math.min(chunkSize, Math.max(size, 1)))
@@ -101,6 +108,7 @@ export async function writeBody(
     );
   }
   let bytes = 0;
+  let sinceCheckpoint = 0;
   let end: BodyEnd = "complete";
   const reader = body ? pieceReader(body) : undefined;
   const watch = watchdog(reader, options);
@@ -135,6 +143,12 @@ export async function writeBody(
         fill = 0;
         current ^= 1;
         await pending[current];
+        sinceCheckpoint += room;
+        if (sinceCheckpoint >= (options.checkpointEvery ?? Infinity)) {
+          await Promise.all(pending);
+          await store.checkpoint();
+          sinceCheckpoint = 0;
+        }
       }
     }
   } finally {
@@ -147,6 +161,25 @@ export async function writeBody(
   await Promise.all(pending);
   if (fill > 0) await store.writeTail(buffers[current]!.subarray(0, fill));
   return { bytes, end };
+}
+
+/** The body sent to an upload that holds every byte: it must be empty. */
+async function emptyBody(
+  body: ReadableStream<Uint8Array> | null,
+): Promise<{ bytes: number; end: BodyEnd }> {
+  if (!body) return { bytes: 0, end: "complete" };
+  const reader = body.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return { bytes: 0, end: "complete" };
+      if (value.length > 0) return { bytes: 0, end: "too_long" };
+    }
+  } catch {
+    return { bytes: 0, end: "cut" };
+  } finally {
+    reader.cancel().catch(() => undefined);
+  }
 }
 
 /**

@@ -43,6 +43,7 @@ export interface UploadSpec {
   sha256?: string;
   metadata?: string;
   mtimeMs?: number;
+  digestFollows?: boolean;
 }
 
 /** Where an upload stands. */
@@ -87,6 +88,7 @@ export async function createUpload(
     ...(spec.sha256 === undefined ? {} : { sha256: spec.sha256 }),
     ...(spec.metadata === undefined ? {} : { metadata: spec.metadata }),
     ...(spec.mtimeMs === undefined ? {} : { mtimeMs: spec.mtimeMs }),
+    ...(spec.digestFollows ? { digestFollows: true } : {}),
   };
   await ex.ctx.store.records.save(record);
   ctx.log.info(
@@ -97,7 +99,7 @@ export async function createUpload(
 
 /**
  * Creates an upload of `length` bytes named by the request's header fields
- * (see {@linkcode announcedName}), with the whole-file digest its
+ * (see {@linkcode announcement}), with the whole-file digest its
  * `Repr-Digest` gives, if any.
  */
 export async function createAnnounced(
@@ -106,7 +108,7 @@ export async function createAnnounced(
   protocol: UploadProtocol,
 ): Promise<Outcome<UploadRecord>> {
   const { headers } = ex.request;
-  const named = announcedName(headers);
+  const named = announcement(headers);
   if (!named.ok) return named;
   const sha256 = clientSha256(headers);
   if (!sha256.ok) return sha256;
@@ -118,6 +120,7 @@ export async function createAnnounced(
       ? {}
       : { metadata: named.value.metadata }),
     ...(sha256.value === undefined ? {} : { sha256: sha256.value }),
+    ...(named.value.digestFollows ? { digestFollows: true } : {}),
   });
 }
 
@@ -252,6 +255,12 @@ export async function appendTo(
     if (refused) return { ok: false, ...refused };
     const appended = await appendBody(ex, store, request);
     if (!appended.ok || appended.offset < record.length) return appended;
+    if (
+      record.digestFollows && record.sha256 === undefined &&
+      given.value === undefined
+    ) {
+      return appended; // Every byte held; the name waits for the digest.
+    }
     done = true;
     return await finish(ex, record, store, given.value);
   } catch (error) {
@@ -302,6 +311,9 @@ function appendRefusal(
   return undefined;
 }
 
+/** Bytes of a long request body between checkpoints. */
+const CHECKPOINT_BYTES = 64 * 1024 * 1024;
+
 /** Streams the body in; with a checksum, undoes it unless it matches. */
 async function appendBody(
   ex: Exchange,
@@ -314,7 +326,10 @@ async function appendBody(
   const written = await writeBody(store, ex.request.body, {
     idleTimeoutMs: ex.http.idleTimeoutMs,
     signal: ex.http.stopping,
-    ...(hash ? { onBytes: (bytes) => hash.update(bytes) } : {}),
+    // With a checksum, no byte counts until the whole request checked out.
+    ...(hash
+      ? { onBytes: (bytes) => hash.update(bytes) }
+      : { checkpointEvery: CHECKPOINT_BYTES }),
   });
   if (snapshot && hash && checksum) {
     const matches = written.end === "complete" &&
@@ -399,14 +414,18 @@ async function finish(
   return { ok: true, offset: record.length, sha256 };
 }
 
-/**
- * The name a new upload announces, and its tus `Upload-Metadata` as sent:
- * the metadata's `filename` (or `name`), else the `filename` of a
- * `Content-Disposition`; it faces the ftv/1 name rules.
- */
-export function announcedName(
-  headers: Headers,
-): Outcome<{ name: string; metadata: string | undefined }> {
+/** What a new upload announces in its header fields. */
+interface Announcement {
+  /** The metadata's `filename` (or `name`), else a `Content-Disposition`'s `filename`. */
+  name: string;
+  /** The tus `Upload-Metadata` as sent. */
+  metadata: string | undefined;
+  /** Metadata `digest-follows: sha-256`: see {@linkcode UploadRecord.digestFollows}. */
+  digestFollows: boolean;
+}
+
+/** What a new upload announces (its name faces the ftv/1 name rules). */
+export function announcement(headers: Headers): Outcome<Announcement> {
   const raw = headers.get("upload-metadata");
   const metadata = uploadMetadata(raw);
   if (!metadata.ok) return metadata;
@@ -423,7 +442,24 @@ export function announcedName(
   }
   const refused = pathRefusal(name);
   if (refused) return { ok: false, refusal: refused };
-  return { ok: true, value: { name, metadata: raw ?? undefined } };
+  const follows = metadata.value.get("digest-follows");
+  if (follows !== undefined && follows !== "sha-256") {
+    return {
+      ok: false,
+      refusal: refusal(
+        ERROR_CODE.badRequest,
+        `digest-follows ${JSON.stringify(follows)} is not sha-256`,
+      ),
+    };
+  }
+  return {
+    ok: true,
+    value: {
+      name,
+      metadata: raw ?? undefined,
+      digestFollows: follows !== undefined,
+    },
+  };
 }
 
 /** Logs why a stored file has no parity, when its parity could not be kept. */

@@ -94,14 +94,16 @@ export async function writeBody(
 ): Promise<{ bytes: number; end: BodyEnd }> {
   const { chunkSize, size } = store.manifest;
   const start = store.heldBytes;
-  if (start >= size) return await emptyBody(body);
-  let seq = Math.floor(start / chunkSize);
+  // An upload holding every byte has no tail and no room: any byte of the
+  // body is one too many.
+  const whole = start >= size;
+  let seq = whole ? store.count : Math.floor(start / chunkSize);
   const buffers = [0, 1].map(() =>
     new Uint8Array(Math.min(chunkSize, Math.max(size, 1)))
   );
   const pending: (Promise<void> | undefined)[] = [undefined, undefined];
   let current = 0;
-  let fill = start - seq * chunkSize;
+  let fill = whole ? 0 : start - seq * chunkSize;
   if (fill > 0 && await store.readTail(buffers[0]!) !== fill) {
     throw new Error(
       `Cannot resume ${store.label}: its tail was not read back`,
@@ -161,25 +163,6 @@ export async function writeBody(
   await Promise.all(pending);
   if (fill > 0) await store.writeTail(buffers[current]!.subarray(0, fill));
   return { bytes, end };
-}
-
-/** The body sent to an upload that holds every byte: it must be empty. */
-async function emptyBody(
-  body: ReadableStream<Uint8Array> | null,
-): Promise<{ bytes: number; end: BodyEnd }> {
-  if (!body) return { bytes: 0, end: "complete" };
-  const reader = body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return { bytes: 0, end: "complete" };
-      if (value.length > 0) return { bytes: 0, end: "too_long" };
-    }
-  } catch {
-    return { bytes: 0, end: "cut" };
-  } finally {
-    reader.cancel().catch(() => undefined);
-  }
 }
 
 /**

@@ -80,6 +80,11 @@ export function authHeaders(
   return token === undefined ? {} : { Authorization: `Bearer ${token}` };
 }
 
+/** The header fields of a tus request (version and token). */
+export function tusHeaders(): Record<string, string> {
+  return { "Tus-Resumable": "1.0.0", ...authHeaders() };
+}
+
 /** The {@linkcode ApiError} a failed response carries (its problem body). */
 export async function errorOf(response: Response): Promise<ApiError> {
   let code = `http_${response.status}`;

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { authHeaders, storedDigest } from "./api.ts";
+import { storedDigest, tusHeaders } from "./api.ts";
 import { RateMeter } from "./format.ts";
 import type { Checkpoint, HashJob, HashPool } from "./hashing.ts";
 import {
@@ -352,7 +352,7 @@ async function forgetUpload(url: string): Promise<void> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const status = await fetch(url, {
       method: "DELETE",
-      headers: { "Tus-Resumable": "1.0.0", ...authHeaders() },
+      headers: tusHeaders(),
     }).then(async (response) => {
       await response.body?.cancel();
       return response.status;

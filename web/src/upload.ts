@@ -22,7 +22,7 @@
  */
 
 import { type DetailedError, Upload } from "tus-js-client";
-import { authHeaders, digestOfField, reprDigest } from "./api.ts";
+import { authHeaders, digestOfField, reprDigest, tusHeaders } from "./api.ts";
 
 /**
  * Files of at most this size go in the request that creates the upload
@@ -190,8 +190,7 @@ async function sendDigest(
       const response = await fetch(url, {
         method: "PATCH",
         headers: {
-          ...authHeaders(),
-          "Tus-Resumable": "1.0.0",
+          ...tusHeaders(),
           "Content-Type": "application/offset+octet-stream",
           "Upload-Offset": String(size),
           "Repr-Digest": reprDigest(sha256),
@@ -244,6 +243,7 @@ export function startUpload(
       headers: authHeaders(),
       onBeforeRequest: async (req) => {
         if (req.getMethod() !== "POST" || !small) return;
+        events.onAwaitingDigest();
         req.setHeader("Repr-Digest", reprDigest(await digestOf(spec)));
         if (paused) throw new UploadError("paused", 0, LOCAL);
       },
